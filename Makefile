@@ -1,0 +1,32 @@
+# `make run` installs everything and opens mixtui on the bundled model; `make test` installs
+# everything and runs the whole suite. Needs only python3 >= 3.11, make and a C toolchain:
+# uv is used from PATH, or bootstrapped into .tools/ on first use.
+
+UV_SYSTEM := $(shell command -v uv 2>/dev/null)
+UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),.tools/venv/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: run test install lint bench clean
+
+run: install
+	$(UV) run --frozen mixtui --model nano
+
+test: install
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+install: $(UV)
+	$(UV) sync --frozen
+
+lint: install
+	$(UV) run --frozen ruff check mixtui tests benchmarks scripts
+	$(UV) run --frozen mypy mixtui
+
+bench: install
+	$(UV) run --frozen python benchmarks/capture_overhead.py
+
+.tools/venv/bin/uv:
+	python3 -m venv .tools/venv
+	.tools/venv/bin/python -m pip install --quiet uv
+
+clean:
+	rm -rf .tools .venv .pytest_cache .mypy_cache .ruff_cache

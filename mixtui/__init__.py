@@ -1,0 +1,3 @@
+"""mixtui: a terminal lab for Mixture-of-Experts language models."""
+
+__version__ = "0.1.0"

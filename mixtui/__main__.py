@@ -1,0 +1,3 @@
+from mixtui.cli import main
+
+raise SystemExit(main())

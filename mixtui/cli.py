@@ -1,0 +1,80 @@
+"""The `mixtui` command: the TUI by default, `models` and `generate` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from mixtui import __version__
+from mixtui.errors import MixtuiError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one sentence and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"mixtui: {message}; see `{self.prog} --help`.\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mixtui", description="A terminal lab for Mixture-of-Experts models.")
+    parser.add_argument("--version", action="version", version=f"mixtui {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--model", help="model to open the TUI with (key, repo id or path)")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    models = sub.add_parser("models", help="list models: size, parameters, state, memory fit")
+    models.add_argument("--json", action="store_true", help="print a JSON list")
+
+    gen = sub.add_parser("generate", help="generate text headlessly, optionally with a trace")
+    gen.add_argument("--model", required=True, help="model key, Hub repo id or local directory")
+    gen.add_argument("--prompt", required=True, help="the prompt (a chat turn, or text to continue)")
+    gen.add_argument("--max-tokens", type=int, default=256, help="tokens to generate (256)")
+    gen.add_argument("--temp", type=float, default=0.7, help="sampling temperature (0.7; 0: greedy)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1.0: off)")
+    gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (0: off)")
+    gen.add_argument("--min-p", type=float, default=0.0, help="min-p sampling (0: off)")
+    gen.add_argument("--seed", type=int, help="random seed, for repeatable sampling")
+    gen.add_argument("--system", help="system prompt")
+    gen.add_argument("--experts-per-token", type=int, metavar="K",
+                     help="route each token to K experts instead of the model's own number")
+    gen.add_argument("--max-kv-size", type=int, default=4096, help="context (KV cache) size")
+    gen.add_argument("--no-routing", action="store_true", help="do not capture routing")
+    gen.add_argument("--trace", type=Path, metavar="FILE",
+                     help="write every token's routing as JSON Lines (docs/trace-format.md)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            from mixtui.commands import models
+
+            return models.run(args.json)
+        if args.command == "generate":
+            from mixtui.commands.generate import GenerateArgs, run
+
+            return run(GenerateArgs(
+                model=args.model, prompt=args.prompt, max_tokens=args.max_tokens,
+                temp=args.temp, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+                seed=args.seed, system=args.system, experts_per_token=args.experts_per_token,
+                routing=not args.no_routing, trace=args.trace, json=args.json,
+                max_kv_size=args.max_kv_size))
+        from mixtui.tui.app import run_app
+
+        return run_app(args.model)
+    except MixtuiError as exc:
+        if args.debug:
+            raise
+        print(f"mixtui: {exc}", file=sys.stderr)
+        detail = getattr(exc, "detail", "")
+        if detail:
+            print("(run with --debug to see the engine's traceback)", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mixtui: interrupted.", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The headless commands behind `mixtui models` and `mixtui generate`."""

@@ -1,0 +1,159 @@
+"""`mixtui generate`: one prompt through the engine process, text to stdout, optional trace."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixtui.engine.client import EngineProcess
+from mixtui.engine.messages import (
+    EngineExited, Failed, Finished, Generate, Load, Loading, ModelInfo, Ready, Sampling, Tokens,
+)
+from mixtui.errors import MixtuiError, ModelNotLocal, UsageError
+from mixtui.registry import ModelSpec, local_dir, missing_files, resolve
+
+
+@dataclass(frozen=True)
+class GenerateArgs:
+    model: str
+    prompt: str
+    max_tokens: int = 256
+    temp: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    system: str | None = None
+    experts_per_token: int | None = None
+    routing: bool = True
+    trace: Path | None = None
+    json: bool = False
+    max_kv_size: int = 4096
+
+
+class EngineFailure(MixtuiError):
+    """The engine reported a failure or exited; exit code 1."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.detail = detail
+
+
+def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
+    """Reject bad values before any process starts (exit code 2)."""
+    if args.max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, not {args.max_tokens}.")
+    if args.temp < 0:
+        raise UsageError(f"--temp must be 0 or more, not {args.temp}.")
+    if not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], not {args.top_p}.")
+    if args.top_k < 0 or not 0 <= args.min_p <= 1:
+        raise UsageError("--top-k must be 0 or more and --min-p between 0 and 1.")
+    if not args.prompt:
+        raise UsageError("--prompt is empty; give some text.")
+    k = args.experts_per_token
+    g = spec.geometry
+    if k is not None:
+        if not g.is_moe:
+            raise UsageError(f"{spec.key} is a dense model, so --experts-per-token does not "
+                             "apply; leave it out.")
+        if not 1 <= k <= g.experts:
+            raise UsageError(f"--experts-per-token must be between 1 and {g.experts} for "
+                             f"{spec.key}, not {k}.")
+
+
+def model_path(spec: ModelSpec) -> Path:
+    where = local_dir(spec)
+    if where is None:
+        size = spec.weight_bytes() / 1e9
+        raise ModelNotLocal(f"{spec.name} is not on this machine ({size:.1f} GB of weights); "
+                            f"download it with `hf download {spec.repo}` and run again.")
+    missing = missing_files(where)
+    if missing:
+        raise ModelNotLocal(f"{spec.name} is incomplete in {where} (missing "
+                            f"{', '.join(missing[:3])}); download it again.")
+    return where
+
+
+def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
+    for event in engine.events():
+        if isinstance(event, Loading) and progress:
+            print(f"\r{event.stage} {event.done}/{event.total}", end="", file=sys.stderr)
+        elif isinstance(event, Ready):
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr)
+            return event.info
+        elif isinstance(event, Failed):
+            raise EngineFailure(event.reason, event.detail)
+        elif isinstance(event, EngineExited):
+            raise EngineFailure(f"The {event.reason}")
+    raise EngineFailure("The engine stopped answering; run again with --debug.")
+
+
+def run(args: GenerateArgs) -> int:
+    spec = resolve(args.model)
+    check_args(args, spec)
+    path = model_path(spec)
+    engine = EngineProcess()
+    with ExitStack() as stack:
+        stack.callback(engine.close)
+        engine.send(Load(str(path), spec.key, args.max_kv_size, args.experts_per_token))
+        info = _wait_ready(engine, progress=sys.stderr.isatty() and not args.json)
+        trace = None
+        if args.trace is not None:
+            from mixtui.routing.trace import TraceWriter
+
+            try:
+                out = stack.enter_context(args.trace.open("w", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"Cannot write the trace to {args.trace} ({exc.strerror}); "
+                                 "choose another file.") from None
+            trace = TraceWriter(out, info)
+        request = Generate(
+            request_id=1, messages=(("user", args.prompt),), system=args.system,
+            sampling=Sampling(args.temp, args.top_p, args.top_k, args.min_p, args.seed,
+                              args.max_tokens),
+            capture=args.routing, completion=spec.kind == "base",
+        )
+        engine.send(request)
+        token_ids: list[int] = []
+        interrupted = False
+        while True:
+            try:
+                event = engine.next_event()
+            except KeyboardInterrupt:  # stop after the current token; keep what came
+                engine.cancel()
+                interrupted = True
+                continue
+            if isinstance(event, Tokens):
+                if trace is not None:
+                    trace.tokens(event)
+                if event.phase == "generate":
+                    token_ids.extend(event.ids)
+                    if not args.json:
+                        sys.stdout.write("".join(event.texts))
+                        sys.stdout.flush()
+            elif isinstance(event, Finished):
+                if trace is not None:
+                    trace.summary(event.stats, event.text, token_ids)
+                if args.json:
+                    print(json.dumps({
+                        "model": spec.key, "text": event.text, "token_ids": token_ids,
+                        "prompt_tokens": event.stats.prompt_tokens,
+                        "generation_tokens": event.stats.generation_tokens,
+                        "ttft_s": event.stats.ttft_s, "prompt_tps": event.stats.prompt_tps,
+                        "generation_tps": event.stats.generation_tps,
+                        "peak_memory_bytes": event.stats.peak_memory_bytes,
+                        "finish_reason": event.stats.finish_reason,
+                    }))
+                else:
+                    sys.stdout.write("\n")
+                return 130 if interrupted else 0
+            elif isinstance(event, Failed):
+                raise EngineFailure(event.reason, event.detail)
+            elif isinstance(event, EngineExited):
+                raise EngineFailure(f"The {event.reason}")
+    return 1

@@ -1,0 +1,59 @@
+"""`mixtui models`: every model with its size, parameters, local state and memory fit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from mixtui.planner import Budget, memory_budget, plan
+from mixtui.registry import ModelSpec, load_registry, local_state
+
+
+def describe(spec: ModelSpec, budget: Budget) -> dict[str, Any]:
+    g = spec.geometry
+    fit = plan(spec, budget=budget)
+    return {
+        "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
+        "kind": spec.kind, "model_type": g.model_type, "layers": g.layers,
+        "experts": g.experts, "experts_per_token": g.experts_per_token,
+        "total_params": g.total_params(), "active_params": g.active_params(),
+        "weight_bytes": spec.weight_bytes(), "kv_bytes_per_token": spec.kv_bytes_per_token(),
+        "quantization": (None if spec.quantization is None else
+                         {"bits": spec.quantization.bits,
+                          "group_size": spec.quantization.group_size}),
+        "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
+        "budget_bytes": budget.bytes, "source": spec.source,
+    }
+
+
+def _billions(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.1f} M"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def run(as_json: bool) -> int:
+    budget = memory_budget()
+    rows = [describe(spec, budget) for spec in load_registry().values()]
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    header = ("key", "params", "active", "weights", "KV/token", "state", "fit")
+    table = [header] + [
+        (r["key"], _billions(r["total_params"]), _billions(r["active_params"]),
+         _size(r["weight_bytes"]), _size(r["kv_bytes_per_token"]), r["state"], r["fit"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); "
+          "fit counts weights + KV cache at 4096 tokens + 10 % working margin.")
+    return 0

@@ -1,0 +1,87 @@
+"""The caller's side of the engine process: send commands, receive events, survive its death."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from multiprocessing.connection import wait
+
+from mixtui.engine.messages import Command, EngineExited, Event, Generate, Shutdown
+
+_CTX = mp.get_context("spawn")
+
+
+class EngineProcess:
+    """A worker process that owns MLX. Start one per model; close it to free the memory."""
+
+    def __init__(self) -> None:
+        from mixtui.engine.worker import serve
+
+        self._conn, child = _CTX.Pipe()
+        self._cancel = _CTX.Event()
+        self.process = _CTX.Process(target=serve, args=(child, self._cancel),
+                                    name="mixtui-engine", daemon=True)
+        self.process.start()
+        child.close()
+        self.exited: EngineExited | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def send(self, command: Command) -> None:
+        if isinstance(command, Generate):
+            self._cancel.clear()
+        try:
+            self._conn.send(command)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._note_exit()
+
+    def cancel(self) -> None:
+        """Ask the running generation to stop after the current token."""
+        self._cancel.set()
+
+    def _note_exit(self) -> EngineExited:
+        if self.exited is None:
+            self.process.join(timeout=1.0)
+            self.exited = EngineExited(self.process.exitcode)
+        return self.exited
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event; None on timeout; EngineExited once the process is gone."""
+        if self.exited is not None:
+            return self.exited
+        ready = wait([self._conn, self.process.sentinel], timeout)
+        if not ready:
+            return None
+        if self._conn in ready or self._conn.poll():
+            try:
+                event: Event = self._conn.recv()
+                return event
+            except (EOFError, OSError):
+                pass
+        return self._note_exit()
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Events until the process exits (or `timeout` passes with none)."""
+        while True:
+            event = self.next_event(timeout)
+            if event is None:
+                return
+            yield event
+            if isinstance(event, EngineExited):
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the process (politely, then not); its memory goes back to the system."""
+        if self.process.is_alive():
+            self._cancel.set()
+            try:
+                self._conn.send(Shutdown())
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self._conn.close()

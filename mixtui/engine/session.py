@@ -1,0 +1,259 @@
+"""One loaded model, generating with mlx-lm while its routing is captured. Owns MLX.
+
+Used inside the engine process (worker.py) and directly by benchmarks and tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_reduce
+
+from mixtui.engine.messages import (
+    Finished, Generate, Loading, ModelInfo, Sampling, Stats, Tokens,
+)
+from mixtui.engine.prompt import build_prompt_tokens
+from mixtui.errors import MixtuiError, UsageError
+from mixtui.registry.spec import Geometry
+from mixtui.routing import adapters
+from mixtui.routing.batch import RoutingBatch
+from mixtui.routing.capture import RoutingCapture
+
+FLUSH_INTERVAL_S = 0.05  # routing and text reach the caller at about 20 Hz
+
+
+class EngineError(MixtuiError):
+    """A failure inside the engine that the user can act on."""
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Session:
+    """A model and tokenizer in memory, with the KV cache of the current conversation."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, config: dict[str, Any], path: str,
+                 name: str, max_kv_size: int | None = 4096):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.path = path
+        self.name = name
+        self.max_kv_size = max_kv_size
+        self.geometry = Geometry.from_hf_config(config)
+        self.adapter = adapters.adapter_for(str(config.get("model_type")))
+        self._blocks = self.adapter.blocks(model) if self.adapter else []
+        self.moe_layers = tuple(i for i, _ in self._blocks)
+        self.default_top_k = self.adapter.top_k(self._blocks[0][1]) if self._blocks else 0
+        self.capture: RoutingCapture | None = None
+        if self.adapter and self._blocks:
+            self.capture = RoutingCapture(self.adapter, len(self._blocks))
+            adapters.attach(self.adapter, model, self.capture)
+        self._cache: list[Any] | None = None
+        self._cached_tokens: list[int] = []
+        self._capture_on = True
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str, name: str | None = None, max_kv_size: int | None = 4096,
+             progress: Callable[[Loading], None] | None = None) -> Session:
+        """Load with mlx-lm, evaluating the weights layer by layer so progress is real."""
+        from mlx_lm import load
+
+        report = progress or (lambda _: None)
+        if not Path(path).is_dir():
+            raise UsageError(f"No such directory: {path}; check the path.")
+        report(Loading("reading config and tokenizer", 0, 1))
+        try:
+            model, tokenizer, config = load(path, lazy=True, return_config=True)
+        except FileNotFoundError as exc:
+            raise EngineError(f"{path} is incomplete ({exc}); download the model again.") from None
+        except ValueError as exc:
+            raise EngineError(f"mlx-lm cannot load {path} ({exc}); check that it is an MLX "
+                              "conversion of a supported model.") from None
+        layers = list(model.layers)
+        for i, layer in enumerate(layers):
+            mx.eval(layer.parameters())
+            report(Loading("loading weights", i + 1, len(layers) + 1))
+        mx.eval(model.parameters())
+        report(Loading("loading weights", len(layers) + 1, len(layers) + 1))
+        return cls(model, tokenizer, config, path, name or Path(path).name, max_kv_size)
+
+    # -- settings -----------------------------------------------------------------------------
+    @property
+    def top_k(self) -> int:
+        return self.adapter.top_k(self._blocks[0][1]) if self.adapter and self._blocks else 0
+
+    def set_experts_per_token(self, k: int | None) -> None:
+        """Route each token to k experts (1..num_experts) from the next turn on."""
+        if not self.adapter or not self._blocks:
+            raise UsageError(f"{self.name} is a dense model: it has no experts to choose.")
+        k = self.default_top_k if k is None else k
+        experts = self.geometry.experts
+        if not 1 <= k <= experts:
+            raise UsageError(f"Experts per token must be between 1 and {experts}, not {k}.")
+        for _, block in self._blocks:
+            self.adapter.set_top_k(block, k)
+        # Cached keys and values were computed with the old k: start the cache afresh.
+        self.reset_conversation()
+
+    def reset_conversation(self) -> None:
+        self._cache = None
+        self._cached_tokens = []
+
+    def info(self) -> ModelInfo:
+        g = self.geometry
+        weight_bytes = tree_reduce(lambda acc, x: acc + x.nbytes if isinstance(x, mx.array)
+                                   else acc, self.model.parameters(), 0)
+        return ModelInfo(
+            name=self.name, path=self.path, model_type=g.model_type, num_layers=g.layers,
+            moe_layers=self.moe_layers, num_experts=g.experts if self._blocks else 0,
+            top_k=self.top_k, default_top_k=self.default_top_k, total_params=g.total_params(),
+            active_params=g.active_params(self.top_k or None), weight_bytes=int(weight_bytes),
+            kv_bytes_per_token=g.kv_bytes_per_token(), max_kv_size=self.max_kv_size,
+            chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
+            vocab_size=g.vocab,
+        )
+
+    # -- generation ---------------------------------------------------------------------------
+    def _prepare_cache(self, tokens: list[int]) -> int:
+        """Reuse the KV cache for the longest shared prefix; return how many tokens it covers."""
+        from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+        reuse = min(_common_prefix(self._cached_tokens, tokens), len(tokens) - 1)
+        if self._cache is not None and reuse > 0 and can_trim_prompt_cache(self._cache):
+            trim_prompt_cache(self._cache, len(self._cached_tokens) - reuse)
+        else:
+            self._cache = make_prompt_cache(self.model, max_kv_size=self.max_kv_size)
+            reuse = 0
+        self._cached_tokens = tokens[:reuse]
+        return reuse
+
+    def generate(self, request: Generate, should_stop: Callable[[], bool] = lambda: False,
+                 flush_interval: float = FLUSH_INTERVAL_S) -> Iterator[Tokens | Finished]:
+        """Stream Tokens events (prompt first, then generated), then one Finished."""
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        tokens = build_prompt_tokens(self.tokenizer, request)
+        if self.max_kv_size is not None and len(tokens) >= self.max_kv_size:
+            raise UsageError(
+                f"The prompt is {len(tokens)} tokens, more than the context of "
+                f"{self.max_kv_size}; shorten it, clear the conversation, or raise max_kv_size.")
+        cached = self._prepare_cache(tokens)
+        feed = tokens[cached:]
+        s: Sampling = request.sampling
+        if s.seed is not None:
+            mx.random.seed(s.seed)
+        sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
+        capture = self.capture if request.capture else None
+        if self.capture is not None and self.adapter is not None:
+            self.capture.discard()
+            if capture is not None:
+                adapters.attach(self.adapter, self.model, capture)
+            else:  # run the blocks exactly as mlx-lm wrote them
+                adapters.detach(self.adapter, self.model)
+
+        mx.reset_peak_memory()
+        rid = request.request_id
+        start = time.perf_counter()
+        ttft = 0.0
+        ids: list[int] = []
+        texts: list[str] = []
+        sent = 0  # generated tokens already sent
+        last_flush = start
+        finish = "length"
+        response = None
+        responses = stream_generate(self.model, self.tokenizer, mx.array(feed),
+                                    max_tokens=s.max_tokens, sampler=sampler,
+                                    prompt_cache=self._cache)
+        try:
+            for n, response in enumerate(responses):  # noqa: B007 (n is used)
+                ids.append(response.token)
+                texts.append(response.text)
+                if n == 0:
+                    ttft = time.perf_counter() - start
+                    # The prompt's steps are finished once the first token exists; the step
+                    # that processes that token is still in flight: leave it out.
+                    yield self._prompt_event(rid, feed, capture)
+                if response.finish_reason is not None:
+                    finish = response.finish_reason
+                    break
+                now = time.perf_counter()
+                if now - last_flush >= flush_interval:
+                    # Tokens 0..n-1 have finished steps; token n's step is still running.
+                    event = self._token_event(rid, ids, texts, sent, len(ids) - 1, capture)
+                    if event is not None:
+                        yield event
+                        sent = len(ids) - 1
+                    last_flush = now
+                if should_stop():
+                    finish = "cancelled"
+                    break
+        except BaseException:
+            self.reset_conversation()  # the cache may hold half a step: do not reuse it
+            raise
+        finally:
+            responses.close()
+        event = self._token_event(rid, ids, texts, sent, len(ids), capture, final=True)
+        if event is not None:
+            yield event
+        self._cached_tokens = tokens + ids  # every yielded token was also run through the model
+        yield Finished(rid, "".join(texts), Stats(
+            prompt_tokens=len(feed), cached_tokens=cached, generation_tokens=len(ids),
+            ttft_s=ttft, prompt_tps=response.prompt_tps if response else 0.0,
+            generation_tps=response.generation_tps if response else 0.0,
+            peak_memory_bytes=int(mx.get_peak_memory()),
+            kv_cache_bytes=int(sum(c.nbytes for c in self._cache or [])),
+            finish_reason=finish,
+        ))
+
+    def _prompt_event(self, rid: int, feed: list[int], capture: RoutingCapture | None) -> Tokens:
+        routing = None
+        if capture is not None:
+            routing = capture.drain(capture.pending_steps - 1)
+            if routing is None or len(routing) != len(feed):
+                got = 0 if routing is None else len(routing)
+                raise AssertionError(f"routing capture saw {got} prompt tokens, expected {len(feed)}")
+        return Tokens(rid, "prompt", 0, tuple(feed), tuple(self._token_texts(feed)), routing)
+
+    def _token_event(self, rid: int, ids: list[int], texts: list[str], start: int, stop: int,
+                     capture: RoutingCapture | None, final: bool = False) -> Tokens | None:
+        if stop <= start:
+            return None
+        routing = None
+        if capture is not None:
+            steps = None if final else stop - start
+            routing = capture.drain(steps)
+            if routing is None or len(routing) != stop - start:
+                got = 0 if routing is None else len(routing)
+                raise AssertionError(f"routing capture has {got} records for {stop - start} tokens")
+        return Tokens(rid, "generate", start, tuple(ids[start:stop]), tuple(texts[start:stop]),
+                      routing)
+
+    def _token_texts(self, ids: list[int]) -> list[str]:
+        """Each token's piece of text, as a streaming detokenizer splits it."""
+        detok = self.tokenizer.detokenizer
+        out = []
+        for tok in ids:
+            detok.add_token(tok)
+            out.append(detok.last_segment)
+        detok.finalize()
+        if out:
+            out[-1] += detok.last_segment
+        return out
+
+
+def empty_routing(info: ModelInfo) -> RoutingBatch:
+    return RoutingBatch.empty(len(info.moe_layers), info.top_k, info.num_experts)

@@ -1,0 +1,59 @@
+"""The engine process: owns MLX, runs one command at a time, answers with events.
+
+Started by `EngineProcess` with the spawn method, so nothing of the caller (threads, a
+terminal UI) is inherited. If MLX aborts or the system kills it for memory, only this process
+dies; ending it is also how a model's memory goes back to the system.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as MpEvent
+
+from mixtui.engine.messages import (
+    Failed, Generate, Load, Ready, ResetConversation, SetExpertsPerToken, Shutdown,
+)
+from mixtui.errors import MixtuiError
+
+
+def serve(conn: Connection, cancel: MpEvent) -> None:
+    """Entry point of the engine process."""
+    # ctrl+c in a terminal reaches the whole process group; the caller decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from mixtui.engine.session import Session  # imports MLX: only ever in this process
+
+    session: Session | None = None
+    while True:
+        try:
+            command = conn.recv()
+        except EOFError:  # the caller is gone
+            return
+        request_id = getattr(command, "request_id", None)
+        try:
+            if isinstance(command, Shutdown):
+                return
+            if isinstance(command, Load):
+                session = None  # drop the old model before the new one comes in
+                session = Session.load(command.path, command.name, command.max_kv_size,
+                                       progress=conn.send)
+                if command.experts_per_token is not None:
+                    session.set_experts_per_token(command.experts_per_token)
+                conn.send(Ready(session.info()))
+            elif session is None:
+                conn.send(Failed(request_id, "No model is loaded; load one first."))
+            elif isinstance(command, Generate):
+                cancel.clear()
+                for event in session.generate(command, should_stop=cancel.is_set):
+                    conn.send(event)
+            elif isinstance(command, SetExpertsPerToken):
+                session.set_experts_per_token(command.k)
+                conn.send(Ready(session.info()))
+            elif isinstance(command, ResetConversation):
+                session.reset_conversation()
+        except MixtuiError as exc:
+            conn.send(Failed(request_id, str(exc)))
+        except Exception as exc:  # a bug: report it with its traceback, keep serving
+            conn.send(Failed(request_id, f"internal error: {exc!r}; please report it.",
+                             traceback.format_exc()))

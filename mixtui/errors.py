@@ -1,0 +1,27 @@
+"""Errors a user can cause. Each carries one sentence that says what to do, and an exit code."""
+
+from __future__ import annotations
+
+
+class MixtuiError(Exception):
+    """A problem the user can fix; its message is one sentence ending with what to do."""
+
+    exit_code = 1
+
+
+class UsageError(MixtuiError):
+    """Bad command-line usage or input (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelNotFound(UsageError):
+    """A model key, repo id or path that names nothing."""
+
+
+class RegistryError(UsageError):
+    """A malformed models.toml."""
+
+
+class ModelNotLocal(MixtuiError):
+    """A known model whose weights are not on this machine."""

@@ -1,0 +1,105 @@
+"""Read models.toml (the built-in one, then the user's) into ModelSpec entries."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from mixtui.errors import RegistryError
+from mixtui.paths import builtin_registry_path, config_dir
+from mixtui.registry.spec import Geometry, ModelSpec, Quantization
+
+_GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
+_ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",
+               "geometry"}
+
+
+def user_registry_path() -> Path:
+    return config_dir() / "models.toml"
+
+
+def _line_of(text: str, key: str) -> int:
+    """Line number of an entry's table header, for error messages."""
+    pattern = re.compile(rf"^\s*\[\s*models\.\"?{re.escape(key)}\"?[\].]", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 1
+
+
+def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
+    def bad(what: str) -> RegistryError:
+        return RegistryError(f"{where}: model '{key}' {what}; fix the entry or remove it.")
+
+    if not isinstance(raw, dict):
+        raise bad("is not a table")
+    unknown = set(raw) - _ENTRY_KEYS
+    if unknown:
+        raise bad(f"has unknown field(s) {', '.join(sorted(unknown))}")
+    if "repo" not in raw and "path" not in raw:
+        raise bad("needs a 'repo' (Hub repo id) or a 'path' (local directory)")
+    kind = raw.get("kind", "chat")
+    if kind not in ("chat", "base"):
+        raise bad(f"has kind '{kind}', which must be 'chat' or 'base'")
+    geo_raw = raw.get("geometry")
+    if not isinstance(geo_raw, dict):
+        raise bad("needs a [geometry] table (model_type, layers, hidden, ...)")
+    missing = [n for n, f in _GEOMETRY_FIELDS.items() if n not in geo_raw and f.default is MISSING]
+    if missing:
+        raise bad(f"geometry lacks {', '.join(missing)}")
+    unknown_geo = set(geo_raw) - set(_GEOMETRY_FIELDS)
+    if unknown_geo:
+        raise bad(f"geometry has unknown field(s) {', '.join(sorted(unknown_geo))}")
+    for name, value in geo_raw.items():
+        expected = str if name == "model_type" else bool if name == "tie_embeddings" else int
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise bad(f"geometry field '{name}' must be {expected.__name__}, not {value!r}")
+        if expected is int and value < 0:
+            raise bad(f"geometry field '{name}' must not be negative")
+    geometry = Geometry(**geo_raw)
+    if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:
+        raise bad("geometry needs 1 <= experts_per_token <= experts")
+    quant = raw.get("quantization")
+    quantization = None
+    if quant is not None:
+        if not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)
+                and isinstance(quant.get("group_size"), int) and quant["group_size"] > 0):
+            raise bad("quantization must be { bits = N, group_size = N }")
+        quantization = Quantization(bits=quant["bits"], group_size=quant["group_size"])
+    for text_field in ("name", "repo", "revision", "path", "description"):
+        if text_field in raw and not isinstance(raw[text_field], str):
+            raise bad(f"field '{text_field}' must be a string")
+    return ModelSpec(
+        key=key, name=raw.get("name", key), geometry=geometry, kind=kind,
+        repo=raw.get("repo"), revision=raw.get("revision"), path=raw.get("path"),
+        quantization=quantization, description=raw.get("description", ""),
+        source="built-in" if where.startswith("built-in") else where,
+    )
+
+
+def parse_registry(text: str, origin: Path, *, builtin: bool) -> dict[str, ModelSpec]:
+    """Parse one models.toml; errors name the file and line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{origin} is not valid TOML ({exc}); fix that line.") from None
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise RegistryError(f"{origin}: 'models' must be a table of [models.KEY] entries; "
+                            "fix the file.")
+    specs = {}
+    for key, raw in models.items():
+        where = f"{'built-in ' if builtin else ''}{origin}, line {_line_of(text, key)}"
+        specs[key] = _parse_entry(key, raw, where)
+    return specs
+
+
+def load_registry(include_user: bool = True) -> dict[str, ModelSpec]:
+    """All models, in order: built-in entries first; the user's file adds or overrides."""
+    path = builtin_registry_path()
+    specs = parse_registry(path.read_text(encoding="utf-8"), path, builtin=True)
+    user = user_registry_path()
+    if include_user and user.is_file():
+        specs.update(parse_registry(user.read_text(encoding="utf-8"), user, builtin=False))
+    return specs

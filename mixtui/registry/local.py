@@ -1,0 +1,136 @@
+"""Where a model's files are on this machine, and whether they are all there."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from mixtui.errors import ModelNotFound, ModelNotLocal
+from mixtui.paths import PACKAGE_DIR
+from mixtui.registry.loader import load_registry
+from mixtui.registry.spec import Geometry, ModelSpec, Quantization
+
+LocalState = Literal["bundled", "complete", "partial", "absent"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _hub_cache() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def snapshot_dir(repo: str, revision: str | None = None) -> Path | None:
+    """The cached snapshot folder of a Hub repo, if the cache has one for that revision."""
+    repo_dir = _hub_cache() / ("models--" + repo.replace("/", "--"))
+    if not repo_dir.is_dir():
+        return None
+    rev = revision or "main"
+    ref = repo_dir / "refs" / rev
+    commit = ref.read_text().strip() if ref.is_file() else rev
+    snap = repo_dir / "snapshots" / commit
+    return snap if snap.is_dir() else None
+
+
+def missing_files(model_dir: Path) -> list[str]:
+    """Files MLX needs that are absent: config, tokenizer, and every weight shard."""
+    missing = [] if (model_dir / "config.json").is_file() else ["config.json"]
+    if not any((model_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
+        missing.append("tokenizer.json")
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError):
+            return [*missing, "model.safetensors.index.json (unreadable)"]
+        missing += [s for s in shards if not (model_dir / s).is_file()]
+    elif not list(model_dir.glob("*.safetensors")):
+        missing.append("model.safetensors")
+    return missing
+
+
+def local_dir(spec: ModelSpec) -> Path | None:
+    """The directory holding the model's files, if there is one on this machine."""
+    if spec.path is not None:
+        path = Path(spec.path).expanduser()
+        if not path.is_absolute():
+            path = PACKAGE_DIR / path if spec.bundled else path.resolve()
+        return path if path.is_dir() else None
+    assert spec.repo is not None
+    return snapshot_dir(spec.repo, spec.revision)
+
+
+def local_state(spec: ModelSpec) -> LocalState:
+    if spec.bundled:
+        return "bundled" if local_dir(spec) is not None else "absent"
+    where = local_dir(spec)
+    if where is None:
+        return "absent"
+    return "complete" if not missing_files(where) else "partial"
+
+
+def _read_config(model_dir: Path) -> dict:
+    config = model_dir / "config.json"
+    try:
+        return dict(json.loads(config.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ModelNotFound(f"{model_dir} has no config.json, so it is not a model directory; "
+                            "point --model at the folder that holds config.json.") from None
+    except ValueError as exc:
+        raise ModelNotFound(f"{config} is not valid JSON ({exc}); re-download the model."
+                            ) from None
+
+
+def _spec_from_dir(name: str, model_dir: Path, repo: str | None = None) -> ModelSpec:
+    config = _read_config(model_dir)
+    try:
+        geometry = Geometry.from_hf_config(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelNotFound(f"{model_dir / 'config.json'} lacks {exc} that mixtui needs; "
+                            "check that this is a causal language model.") from None
+    kind = "chat" if _has_chat_template(model_dir) else "base"
+    quant = config.get("quantization")
+    quantization = Quantization(int(quant["bits"]), int(quant["group_size"])) if quant else None
+    return ModelSpec(key=name, name=name, geometry=geometry, kind=kind, repo=repo,
+                     path=None if repo else str(model_dir), quantization=quantization,
+                     source="command line")
+
+
+def _has_chat_template(model_dir: Path) -> bool:
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    try:
+        tok_config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(tok_config.get("chat_template"))
+
+
+def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    """A registry key, a local directory or a Hub repo id, as mlx-lm accepts them."""
+    registry = load_registry() if registry is None else registry
+    if name in registry:
+        return registry[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _spec_from_dir(name, path.resolve())
+    looks_like_path = name.startswith((".", "~", os.sep)) or name.count("/") > 1
+    if looks_like_path or (path.exists() and not path.is_dir()):
+        kind = "is not a directory" if path.exists() else "does not exist"
+        raise ModelNotFound(f"No such directory: {name} {kind}; check the path, or give a "
+                            "model key from `mixtui models`.")
+    if _REPO_ID.match(name):
+        for spec in registry.values():
+            if spec.repo == name:
+                return spec
+        snap = snapshot_dir(name)
+        if snap is None or missing_files(snap):
+            raise ModelNotLocal(f"{name} is not downloaded; fetch it with `hf download {name}` "
+                                "and run the command again.")
+        return _spec_from_dir(name, snap, repo=name)
+    keys = ", ".join(registry)
+    raise ModelNotFound(f"Unknown model '{name}'; use one of {keys}, a Hub repo id (org/name) "
+                        "or a local directory.")

@@ -1,0 +1,75 @@
+"""Collect routing as the model computes it; move it to the host in batches.
+
+Per-token host reads stall a GPU pipeline (mlx-lm queues step n+1 before it hands out token
+n), so nothing here reads an array inside the forward pass or per token. The sink only keeps
+references to the router logits and expert ids that the forward pass computes anyway: they
+are evaluated together with the token they belong to, by the same `async_eval`. `drain()`
+then turns the steps that are known to be finished into one packed array, on a stream of its
+own so it never queues behind the step in flight, and copies that to the host in one read.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from mixtui.routing.adapters import MoEAdapter
+from mixtui.routing.batch import RoutingBatch
+
+
+class RoutingCapture:
+    """The sink that recording MoE blocks report to: one record per forward pass (step)."""
+
+    def __init__(self, adapter: MoEAdapter, num_moe_layers: int):
+        self.adapter = adapter
+        self.num_moe_layers = num_moe_layers
+        self._logits: list[list[mx.array]] = []  # per step: per MoE layer (1, L, E)
+        self._ids: list[list[mx.array]] = []  # per step: per MoE layer (1, L, k)
+        self._stream = mx.new_stream(mx.default_device())
+
+    # -- RoutingSink: called inside the forward pass; only keeps references --------------
+    def router_logits(self, ordinal: int, logits: mx.array) -> None:
+        if ordinal == 0:
+            self._logits.append([])
+            self._ids.append([])
+        self._logits[-1].append(logits)
+
+    def expert_ids(self, ordinal: int, indices: mx.array) -> None:
+        self._ids[-1].append(indices)
+
+    # -- host side -------------------------------------------------------------------------
+    @property
+    def pending_steps(self) -> int:
+        return len(self._logits)
+
+    def pending_tokens(self, steps: int | None = None) -> int:
+        return sum(int(s[0].shape[-2]) for s in self._logits[:steps])
+
+    def discard(self) -> None:
+        self._logits.clear()
+        self._ids.clear()
+
+    def drain(self, steps: int | None = None) -> RoutingBatch | None:
+        """Move the first `steps` recorded steps (all by default) to the host in one read."""
+        count = len(self._logits) if steps is None else min(steps, len(self._logits))
+        if count <= 0:
+            return None
+        logits_steps, self._logits = self._logits[:count], self._logits[count:]
+        id_steps, self._ids = self._ids[:count], self._ids[count:]
+        with mx.stream(self._stream):
+            # (tokens, moe_layers, E) and (tokens, moe_layers, k), tokens in processing order
+            logits = mx.concatenate([mx.stack([a[0] for a in s], axis=1) for s in logits_steps])
+            ids = mx.concatenate([mx.stack([a[0] for a in s], axis=1) for s in id_steps])
+            weights = self.adapter.gate_weights(logits, ids).astype(mx.float32)
+            probs = mx.softmax(logits.astype(mx.float32), axis=-1)
+            packed = mx.concatenate([probs, weights, ids.astype(mx.float32)], axis=-1)
+        host = np.array(packed, copy=False)  # the one device-to-host read of this batch
+        num_experts = int(logits.shape[-1])
+        k = int(ids.shape[-1])
+        return RoutingBatch(
+            experts=host[..., num_experts + k:].astype(np.int32),
+            weights=np.ascontiguousarray(host[..., num_experts:num_experts + k]),
+            probs=np.ascontiguousarray(host[..., :num_experts]),
+        )
+
+

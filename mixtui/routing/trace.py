@@ -1,0 +1,81 @@
+"""The mixtui trace: JSON Lines with one record per processed token (docs/trace-format.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from mixtui.engine.messages import ModelInfo, Stats, Tokens
+
+FORMAT = "mixtui-trace"
+VERSION = 1
+_DIGITS = 6  # float32 routing figures, rounded for a readable file
+
+
+def header_record(info: ModelInfo) -> dict[str, Any]:
+    return {"type": "header", "format": FORMAT, "version": VERSION, "model": info.name,
+            "model_type": info.model_type, "num_layers": info.num_layers,
+            "moe_layers": list(info.moe_layers), "num_experts": info.num_experts,
+            "top_k": info.top_k}
+
+
+def token_records(event: Tokens, offset: int) -> list[dict[str, Any]]:
+    """One record per token of the event; `offset` is the trace index of its first token."""
+    records = []
+    r = event.routing
+    for j, (tok, text) in enumerate(zip(event.ids, event.texts, strict=True)):
+        rec: dict[str, Any] = {"type": "token", "i": offset + j, "phase": event.phase,
+                               "id": int(tok), "text": text}
+        if r is not None:
+            rec["experts"] = r.experts[j].tolist()
+            rec["weights"] = r.weights[j].astype(np.float64).round(_DIGITS).tolist()
+            rec["probs"] = r.probs[j].astype(np.float64).round(_DIGITS).tolist()
+        else:
+            rec["experts"] = rec["weights"] = rec["probs"] = []
+        records.append(rec)
+    return records
+
+
+def summary_record(stats: Stats, text: str, token_ids: list[int]) -> dict[str, Any]:
+    return {"type": "summary", "text": text, "token_ids": token_ids} | asdict(stats)
+
+
+class TraceWriter:
+    """Writes a trace as events arrive; the file is valid JSON Lines at every moment."""
+
+    def __init__(self, out: IO[str], info: ModelInfo):
+        self._out = out
+        self._count = 0
+        self._write(header_record(info))
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def tokens(self, event: Tokens) -> None:
+        for rec in token_records(event, self._count):
+            self._write(rec)
+        self._count += len(event.ids)
+
+    def summary(self, stats: Stats, text: str, token_ids: list[int]) -> None:
+        self._write(summary_record(stats, text, token_ids))
+        self._out.flush()
+
+
+def read_trace(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """(header, token records, summary or None) of a trace file, checking its shape."""
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if not lines or lines[0].get("type") != "header" or lines[0].get("format") != FORMAT:
+        raise ValueError(f"{path} is not a mixtui trace (no header line)")
+    header = lines[0]
+    if header.get("version") != VERSION:
+        raise ValueError(f"{path} is trace version {header.get('version')}, not {VERSION}")
+    tokens = [rec for rec in lines[1:] if rec.get("type") == "token"]
+    summaries = [rec for rec in lines[1:] if rec.get("type") == "summary"]
+    for i, rec in enumerate(tokens):
+        if rec["i"] != i:
+            raise ValueError(f"{path}: token record {i} has index {rec['i']}")
+    return header, tokens, summaries[-1] if summaries else None
