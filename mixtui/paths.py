@@ -24,3 +24,8 @@ def builtin_registry_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("mixtui's models.toml is missing from the installation")
+
+
+def log_dir() -> Path:
+    """Logs: the engine process writes what libraries print here while the TUI runs."""
+    return Path(platformdirs.user_log_dir("mixtui", appauthor=False))

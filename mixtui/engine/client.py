@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 from collections.abc import Iterator
 from multiprocessing.connection import wait
+from pathlib import Path
 
 from mixtui.engine.messages import Command, EngineExited, Event, Generate, Shutdown
 
 _CTX = mp.get_context("spawn")
 
 
+def _ensure_resource_tracker() -> None:
+    """Start multiprocessing's helper process while sys.stderr is a real file.
+
+    It hands sys.stderr's descriptor to that process; under a Textual app sys.stderr is a
+    capture object without one, and the start fails ("bad value(s) in fds_to_keep").
+    """
+    from multiprocessing import resource_tracker
+
+    saved = sys.stderr
+    try:
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = saved
+
+
 class EngineProcess:
     """A worker process that owns MLX. Start one per model; close it to free the memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_path: Path | None = None) -> None:
+        """`log_path`: where the engine's own stdout/stderr go (default: this stderr)."""
         from mixtui.engine.worker import serve
 
+        _ensure_resource_tracker()
         self._conn, child = _CTX.Pipe()
         self._cancel = _CTX.Event()
-        self.process = _CTX.Process(target=serve, args=(child, self._cancel),
+        self.process = _CTX.Process(target=serve, args=(child, self._cancel, log_path),
                                     name="mixtui-engine", daemon=True)
         self.process.start()
         child.close()

@@ -7,10 +7,12 @@ dies; ending it is also how a model's memory goes back to the system.
 
 from __future__ import annotations
 
+import os
 import signal
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
 
 from mixtui.engine.messages import (
     Failed, Generate, Load, Ready, ResetConversation, SetExpertsPerToken, Shutdown,
@@ -18,8 +20,19 @@ from mixtui.engine.messages import (
 from mixtui.errors import MixtuiError
 
 
-def serve(conn: Connection, cancel: MpEvent) -> None:
+def _redirect_output(log_path: Path | None) -> None:
+    """Nothing the engine (or a library in it) prints may land in the caller's stdout or UI."""
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+    os.dup2(2, 1)
+
+
+def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> None:
     """Entry point of the engine process."""
+    _redirect_output(log_path)
     # ctrl+c in a terminal reaches the whole process group; the caller decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from mixtui.engine.session import Session  # imports MLX: only ever in this process
