@@ -1,0 +1,128 @@
+"""What does routing capture cost? Capture off and on, interleaved, medians of the ratios.
+
+    python benchmarks/capture_overhead.py [--json] [--rounds N] [--models nano,mid]
+
+Models: the bundled nano Mixtral, and a synthetic mid-size Mixtral (random weights, hidden
+1024, 8 layers, 8 experts, 4-bit) written once to a cache folder. Each round runs the same
+prompt with capture off and on (the order alternates between rounds), from an empty KV
+cache, consuming every event as a real caller does. Reported per model: decode and prompt
+tokens/s ratios (on/off, medians over rounds) and the extra MLX peak memory with capture on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import platformdirs
+
+from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+from mixtui.engine.session import Session
+from mixtui.engine.synthetic import make_model_dir, mixtral_config
+from mixtui.paths import PACKAGE_DIR
+
+MID = dict(layers=8, hidden=1024, intermediate=3584, heads=8, kv_heads=2, vocab=32000,
+           experts=8, top_k=2)
+
+
+def mid_model_dir() -> Path:
+    path = Path(platformdirs.user_cache_dir("mixtui")) / "bench" / "mixtral-mid-4bit"
+    if not (path / "model.safetensors").is_file():
+        print(f"writing the synthetic mid-size Mixtral to {path} …", file=sys.stderr)
+        make_model_dir(path, mixtral_config(**MID), bits=4, group_size=64, chat=False)
+    return path
+
+
+def run_once(session: Session, prompt: str, capture: bool, max_tokens: int) -> dict:
+    session.reset_conversation()
+    request = Generate(1, (("user", prompt),), sampling=Sampling(temperature=0.0,
+                       max_tokens=max_tokens), capture=capture, completion=True)
+    tokens: list[int] = []
+    routed = 0
+    for event in session.generate(request):
+        if isinstance(event, Tokens):
+            routed += 0 if event.routing is None else len(event.routing)
+            if event.phase == "generate":
+                tokens.extend(event.ids)
+        elif isinstance(event, Finished):
+            stats = event.stats
+    return {"prompt_tps": stats.prompt_tps, "decode_tps": stats.generation_tps,
+            "peak": stats.peak_memory_bytes, "tokens": tokens, "routed": routed,
+            "prompt_tokens": stats.prompt_tokens, "generated": stats.generation_tokens}
+
+
+def measure(path: Path, rounds: int, prompt_words: int, max_tokens: int) -> dict:
+    session = Session.load(str(path), max_kv_size=None)
+    vocab = session.geometry.vocab
+    # A fixed prompt of ordinary text for nano; word ids for the word-level synthetic tokenizer.
+    words = (["the", "lady", "said", "that", "she", "would", "walk", "to", "the", "house"]
+             if "nano" in path.name else [f"w{3 + (i * 7919) % (vocab - 3)}"
+                                           for i in range(prompt_words)])
+    prompt = " ".join(words[i % len(words)] for i in range(prompt_words))
+    run_once(session, prompt, True, 8)  # warm-up: kernels, allocator
+    run_once(session, prompt, False, 8)
+    on: list[dict] = []
+    off: list[dict] = []
+    for r in range(rounds):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        for capture in order:
+            (on if capture else off).append(run_once(session, prompt, capture, max_tokens))
+    same = all(a["tokens"] == b["tokens"] for a, b in zip(on, off, strict=True))
+    decode = [a["decode_tps"] / b["decode_tps"] for a, b in zip(on, off, strict=True)]
+    prompt_r = [a["prompt_tps"] / b["prompt_tps"] for a, b in zip(on, off, strict=True)]
+    return {
+        "model": path.name,
+        "decode_ratio": round(statistics.median(decode), 4),
+        "prompt_ratio": round(statistics.median(prompt_r), 4),
+        "extra_peak_mb": round((statistics.median(a["peak"] for a in on)
+                                - statistics.median(b["peak"] for b in off)) / 2**20, 3),
+        "decode_tps_off": round(statistics.median(b["decode_tps"] for b in off), 2),
+        "decode_tps_on": round(statistics.median(a["decode_tps"] for a in on), 2),
+        "prompt_tps_off": round(statistics.median(b["prompt_tps"] for b in off), 2),
+        "prompt_tps_on": round(statistics.median(a["prompt_tps"] for a in on), 2),
+        "peak_mb_off": round(statistics.median(b["peak"] for b in off) / 2**20, 1),
+        "prompt_tokens": on[0]["prompt_tokens"], "generated_tokens": on[0]["generated"],
+        "routed_tokens_per_run": on[0]["routed"], "rounds": rounds,
+        "identical_tokens": same,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--models", default="nano,mid")
+    parser.add_argument("--prompt-words", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--mid-dir", type=Path, help="use this model folder as 'mid'")
+    args = parser.parse_args()
+    paths = {"nano": PACKAGE_DIR / "models" / "nano",
+             "mid": args.mid_dir if args.mid_dir else None}
+    results = {}
+    for name in args.models.split(","):
+        path = paths.get(name) or (mid_model_dir() if name == "mid" else Path(name))
+        results[name] = measure(path, args.rounds, args.prompt_words, args.max_tokens)
+        if not args.json:
+            r = results[name]
+            print(f"{name}: decode on/off {r['decode_ratio']:.3f} "
+                  f"({r['decode_tps_on']:.1f} / {r['decode_tps_off']:.1f} tok/s), "
+                  f"prompt on/off {r['prompt_ratio']:.3f} "
+                  f"({r['prompt_tps_on']:.0f} / {r['prompt_tps_off']:.0f} tok/s), "
+                  f"extra peak {r['extra_peak_mb']:.2f} MB, identical tokens: "
+                  f"{r['identical_tokens']}", flush=True)
+    machine = {"platform": platform.platform(), "processor": platform.machine(),
+               "mlx": mx.__version__, "device": str(mx.default_device())}
+    if args.json:
+        print(json.dumps(results | {"machine": machine}, indent=2))
+    else:
+        print(f"machine: {machine}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
