@@ -146,6 +146,8 @@ class Session:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
+        if request.sampling.max_tokens < 1:
+            raise UsageError(f"max_tokens must be at least 1, not {request.sampling.max_tokens}.")
         tokens = build_prompt_tokens(self.tokenizer, request)
         if self.max_kv_size is not None and len(tokens) >= self.max_kv_size:
             raise UsageError(
@@ -244,7 +246,15 @@ class Session:
 
     def _token_texts(self, ids: list[int]) -> list[str]:
         """Each token's piece of text, as a streaming detokenizer splits it."""
+        from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
+
         detok = self.tokenizer.detokenizer
+        if isinstance(detok, NaiveStreamingDetokenizer):
+            # It decodes everything so far on every token (quadratic for a long prompt):
+            # decode a short window around each token instead.
+            decode = self.tokenizer.decode
+            return [decode(ids[max(0, i - 8):i + 1])[len(decode(ids[max(0, i - 8):i])):]
+                    for i in range(len(ids))]
         out = []
         for tok in ids:
             detok.add_token(tok)

@@ -66,7 +66,10 @@ def write_tokenizer(path: Path, vocab: int, chat: bool) -> None:
 def make_model_dir(path: Path, config: dict[str, Any], *, seed: int = 0, chat: bool = True,
                    bits: int | None = None, group_size: int = 64) -> Path:
     """Write config.json, random safetensors weights and a tokenizer that mlx_lm.load reads."""
-    arch = importlib.import_module(f"mlx_lm.models.{config['model_type']}")
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    model_type = MODEL_REMAPPING.get(config["model_type"], config["model_type"])
+    arch = importlib.import_module(f"mlx_lm.models.{model_type}")
     path.mkdir(parents=True, exist_ok=True)
     mx.random.seed(seed)
     model = arch.Model(arch.ModelArgs.from_dict(config))

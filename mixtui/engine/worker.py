@@ -57,7 +57,8 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
             elif session is None:
                 conn.send(Failed(request_id, "No model is loaded; load one first."))
             elif isinstance(command, Generate):
-                cancel.clear()
+                # The caller clears `cancel` when it sends the request: a stop pressed while
+                # the request waited in the pipe still counts.
                 for event in session.generate(command, should_stop=cancel.is_set):
                     conn.send(event)
             elif isinstance(command, SetExpertsPerToken):

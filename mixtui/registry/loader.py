@@ -23,7 +23,7 @@ def user_registry_path() -> Path:
 
 def _line_of(text: str, key: str) -> int:
     """Line number of an entry's table header, for error messages."""
-    pattern = re.compile(rf"^\s*\[\s*models\.\"?{re.escape(key)}\"?[\].]", re.MULTILINE)
+    pattern = re.compile(rf"^[ \t]*\[[ \t]*models\.\"?{re.escape(key)}\"?[\].]", re.MULTILINE)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else 1
 

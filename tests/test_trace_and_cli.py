@@ -1,0 +1,231 @@
+"""The real `mixtui` command in a subprocess: generate (text, --json, --trace), models, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mixtui.routing.trace import read_trace
+
+KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
+        "mixtral-8x22b-instruct"]
+PROMPT = "w5 w6 w7"
+
+
+def mixtui(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mixtui", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("mixtui: ")
+    assert proc.stdout == ""
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def greedy_ids(tiny_moe_dir: Path) -> tuple[list[int], list[int]]:
+    """(prompt ids, generated ids) of the prompt in-process, to compare the CLI with."""
+    from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+    from mixtui.engine.session import Session
+
+    session = Session.load(str(tiny_moe_dir))
+    prompt: list[int] = []
+    generated: list[int] = []
+    for event in session.generate(Generate(1, (("user", PROMPT),),
+                                           sampling=Sampling(temperature=0, max_tokens=6))):
+        if isinstance(event, Tokens):
+            (prompt if event.phase == "prompt" else generated).extend(event.ids)
+        else:
+            assert isinstance(event, Finished)
+    return prompt, generated
+
+
+# -- generate -----------------------------------------------------------------------------------
+def test_generate_with_trace(cli_env: dict[str, str], tiny_moe_dir: Path, tmp_path: Path,
+                             greedy_ids: tuple[list[int], list[int]]) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 6, "--temp", 0, "--trace", trace_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    header, tokens, summary = read_trace(trace_path)
+    assert header["format"] == "mixtui-trace" and header["version"] == 1
+    assert header["model_type"] == "mixtral"
+    assert header["num_layers"] == 2 and header["moe_layers"] == [0, 1]
+    assert header["num_experts"] == 8 and header["top_k"] == 2
+
+    assert [t["i"] for t in tokens] == list(range(len(tokens)))
+    phases = [t["phase"] for t in tokens]
+    n_prompt = phases.count("prompt")
+    assert n_prompt > 0
+    assert phases == ["prompt"] * n_prompt + ["generate"] * (len(tokens) - n_prompt)
+    prompt_ids = [t["id"] for t in tokens[:n_prompt]]
+    gen_ids = [t["id"] for t in tokens[n_prompt:]]
+    for t in tokens:
+        assert len(t["experts"]) == len(t["weights"]) == len(t["probs"]) == 2  # MoE layers
+        for experts, weights, probs in zip(t["experts"], t["weights"], t["probs"], strict=True):
+            assert len(experts) == len(set(experts)) == 2
+            assert all(0 <= e < 8 for e in experts)
+            assert len(weights) == 2 and abs(sum(weights) - 1) < 1e-4
+            assert len(probs) == 8 and abs(sum(probs) - 1) < 1e-4
+            assert min(probs[e] for e in experts) >= max(
+                p for j, p in enumerate(probs) if j not in experts)
+
+    assert summary is not None
+    assert summary["token_ids"] == gen_ids
+    assert summary["generation_tokens"] == len(gen_ids) == 6
+    assert summary["prompt_tokens"] == n_prompt
+    assert summary["finish_reason"] == "length"
+    assert summary["text"] == "".join(t["text"] for t in tokens[n_prompt:])
+    assert proc.stdout.strip() == summary["text"].strip() != ""
+    assert (prompt_ids, gen_ids) == greedy_ids
+
+
+def test_generate_json(cli_env: dict[str, str], tiny_moe_dir: Path,
+                       greedy_ids: tuple[list[int], list[int]]) -> None:
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 6, "--temp", 0, "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    for key in ("text", "token_ids", "prompt_tokens", "generation_tokens", "ttft_s",
+                "prompt_tps", "generation_tps", "peak_memory_bytes"):
+        assert key in out, key
+    assert out["token_ids"] == greedy_ids[1]
+    assert out["generation_tokens"] == 6 and out["prompt_tokens"] == len(greedy_ids[0])
+    assert out["text"] == " ".join(f"w{i}" for i in greedy_ids[1])
+    assert out["ttft_s"] > 0 and out["generation_tps"] > 0 and out["peak_memory_bytes"] > 0
+
+
+def test_generate_no_routing_trace(cli_env: dict[str, str], tiny_moe_dir: Path, tmp_path: Path,
+                                   greedy_ids: tuple[list[int], list[int]]) -> None:
+    trace_path = tmp_path / "t.jsonl"
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 6, "--temp", 0, "--no-routing", "--trace", trace_path)
+    assert proc.returncode == 0, proc.stderr
+    header, tokens, summary = read_trace(trace_path)
+    assert len(tokens) == len(greedy_ids[0]) + 6
+    assert all(t["experts"] == t["weights"] == t["probs"] == [] for t in tokens)
+    assert summary is not None and summary["token_ids"] == greedy_ids[1]
+
+
+def test_generate_experts_per_token_in_trace(cli_env: dict[str, str], tiny_moe_dir: Path,
+                                            tmp_path: Path) -> None:
+    trace_path = tmp_path / "k1.jsonl"
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 3, "--temp", 0, "--experts-per-token", 1,
+                  "--trace", trace_path)
+    assert proc.returncode == 0, proc.stderr
+    header, tokens, summary = read_trace(trace_path)
+    assert header["top_k"] == 1
+    assert summary is not None and summary["generation_tokens"] == 3
+    for t in tokens:
+        assert [len(row) for row in t["experts"]] == [1, 1]
+        assert t["weights"] == [[1.0], [1.0]]
+        assert [len(row) for row in t["probs"]] == [8, 8]
+
+
+# -- usage errors: exit 2, one line, no traceback ----------------------------------------------
+@pytest.mark.parametrize(("args", "words"), [
+    (["--model", "no-such-model", "--prompt", "x"], "no-such-model"),
+    (["--model", "{moe}", "--prompt", "x", "--max-tokens", "0"], "--max-tokens"),
+    (["--model", "{moe}", "--prompt", "x", "--temp", "-1"], "--temp"),
+    (["--model", "{moe}", "--prompt", "x", "--experts-per-token", "9"], "--experts-per-token"),
+    (["--model", "{moe}", "--prompt", "x", "--experts-per-token", "0"], "--experts-per-token"),
+    (["--model", "{dense}", "--prompt", "x", "--experts-per-token", "1"], "dense"),
+    (["--model", "{moe}", "--prompt", "x", "--bogus-flag"], "--bogus-flag"),
+    (["--model", "{moe}"], "--prompt"),
+    (["--model", "./nope/model", "--prompt", "x"], "No such directory"),
+])
+def test_usage_errors(cli_env: dict[str, str], tiny_moe_dir: Path, tiny_dense_dir: Path,
+                      args: list[str], words: str) -> None:
+    args = [a.format(moe=tiny_moe_dir, dense=tiny_dense_dir) for a in args]
+    proc = mixtui(cli_env, "generate", *args)
+    line = one_line_error(proc)
+    assert proc.returncode == 2, proc.stderr
+    assert words in line
+
+
+def test_model_not_downloaded(cli_env: dict[str, str]) -> None:
+    proc = mixtui(cli_env, "generate", "--model", "mixtral-8x7b-instruct", "--prompt", "x")
+    line = one_line_error(proc)
+    assert proc.returncode == 1
+    assert "Mixtral 8x7B" in line and "download" in line
+    assert "mlx-community/Mixtral-8x7B-Instruct-v0.1-4bit" in line
+
+
+def test_unknown_command_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    proc = mixtui(cli_env, "frobnicate")
+    one_line_error(proc)
+    assert proc.returncode == 2
+
+
+# -- models ---------------------------------------------------------------------------------------
+MODEL_FIELDS = ("key", "name", "repo", "total_params", "active_params", "weight_bytes",
+                "kv_bytes_per_token", "state", "fit")
+
+
+def models_json(env: dict[str, str], budget: str) -> dict[str, dict]:
+    proc = mixtui(dict(env, MIXTUI_MEMORY_BUDGET=budget), "models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["key"] for r in rows] == KEYS
+    for row in rows:
+        for field in MODEL_FIELDS:
+            assert field in row, (row["key"], field)
+    return {r["key"]: r for r in rows}
+
+
+def test_models_json_fit_follows_budget(cli_env: dict[str, str]) -> None:
+    small = models_json(cli_env, "1GB")
+    large = models_json(cli_env, "1TB")
+    assert small["mixtral-8x7b-instruct"]["fit"] == "does-not-fit"
+    assert small["mixtral-8x22b"]["fit"] == "does-not-fit"
+    assert large["mixtral-8x7b-instruct"]["fit"] == "fits"
+    assert large["mixtral-8x22b-instruct"]["fit"] == "fits"
+    row = large["mixtral-8x7b-instruct"]
+    assert row["repo"] == "mlx-community/Mixtral-8x7B-Instruct-v0.1-4bit"
+    assert row["state"] == "absent"  # the cache is empty
+    assert row["kv_bytes_per_token"] == 128 * 1024
+    assert abs(row["total_params"] - 46.7e9) < 0.005 * 46.7e9
+    assert abs(row["active_params"] - 12.9e9) < 0.005 * 12.9e9
+    assert abs(row["weight_bytes"] - 26.3e9) < 0.03 * 26.3e9
+
+
+def test_models_table(cli_env: dict[str, str]) -> None:
+    proc = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="1GB"), "models")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["key", "params", "active", "weights", "KV/token", "state",
+                                "fit"]
+    rows = {line.split()[0]: line.split() for line in lines[1:1 + len(KEYS)]}
+    assert list(rows) == KEYS
+    assert rows["mixtral-8x7b-instruct"][-1] == "does-not-fit"
+    assert rows["mixtral-8x7b-instruct"][-2] == "absent"
+    assert "46.70" in rows["mixtral-8x7b-instruct"][1]
+    assert "1.0 GB" in proc.stdout and "MIXTUI_MEMORY_BUDGET" in proc.stdout
+
+
+def test_models_with_a_bad_budget(cli_env: dict[str, str]) -> None:
+    proc = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="lots"), "models")
+    line = one_line_error(proc)
+    assert proc.returncode == 2 and "lots" in line
+
+
+def test_models_with_a_bad_user_registry(cli_env: dict[str, str]) -> None:
+    user = Path(cli_env["MIXTUI_CONFIG_DIR"]) / "models.toml"
+    user.write_text("[models.bad\n")
+    proc = mixtui(cli_env, "models")
+    line = one_line_error(proc)
+    assert proc.returncode == 2
+    assert str(user) in line and "line 1" in line
