@@ -30,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate text headlessly, optionally with a trace")
     gen.add_argument("--model", required=True, help="model key, Hub repo id or local directory")
-    gen.add_argument("--prompt", required=True, help="the prompt (a chat turn, or text to continue)")
+    gen.add_argument("--prompt", required=True,
+                     help="the prompt (a chat turn, or text to continue)")
     gen.add_argument("--max-tokens", type=int, default=256, help="tokens to generate (256)")
-    gen.add_argument("--temp", type=float, default=0.7, help="sampling temperature (0.7; 0: greedy)")
+    gen.add_argument("--temp", type=float, default=0.7,
+                     help="sampling temperature (0.7; 0: greedy)")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1.0: off)")
     gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (0: off)")
     gen.add_argument("--min-p", type=float, default=0.0, help="min-p sampling (0: off)")

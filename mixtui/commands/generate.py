@@ -10,7 +10,16 @@ from pathlib import Path
 
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
-    EngineExited, Failed, Finished, Generate, Load, Loading, ModelInfo, Ready, Sampling, Tokens,
+    EngineExited,
+    Failed,
+    Finished,
+    Generate,
+    Load,
+    Loading,
+    ModelInfo,
+    Ready,
+    Sampling,
+    Tokens,
 )
 from mixtui.errors import MixtuiError, ModelNotLocal, UsageError
 from mixtui.registry import ModelSpec, local_dir, missing_files, resolve

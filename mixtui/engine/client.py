@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import sys
 from collections.abc import Iterator
@@ -97,10 +98,8 @@ class EngineProcess:
         """Stop the process (politely, then not); its memory goes back to the system."""
         if self.process.is_alive():
             self._cancel.set()
-            try:
+            with contextlib.suppress(OSError):  # it may be exiting already
                 self._conn.send(Shutdown())
-            except (BrokenPipeError, OSError):
-                pass
             self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()

@@ -15,7 +15,13 @@ import mlx.nn as nn
 from mlx.utils import tree_reduce
 
 from mixtui.engine.messages import (
-    Finished, Generate, Loading, ModelInfo, Sampling, Stats, Tokens,
+    Finished,
+    Generate,
+    Loading,
+    ModelInfo,
+    Sampling,
+    Stats,
+    Tokens,
 )
 from mixtui.engine.prompt import build_prompt_tokens
 from mixtui.errors import MixtuiError, UsageError
@@ -55,7 +61,7 @@ class Session:
         self.adapter = adapters.adapter_for(str(config.get("model_type")))
         self._blocks = self.adapter.blocks(model) if self.adapter else []
         self.moe_layers = tuple(i for i, _ in self._blocks)
-        self.default_top_k = self.adapter.top_k(self._blocks[0][1]) if self._blocks else 0
+        self.default_top_k = self.top_k
         self.capture: RoutingCapture | None = None
         if self.adapter and self._blocks:
             self.capture = RoutingCapture(self.adapter, len(self._blocks))
@@ -76,7 +82,7 @@ class Session:
             raise UsageError(f"No such directory: {path}; check the path.")
         report(Loading("reading config and tokenizer", 0, 1))
         try:
-            model, tokenizer, config = load(path, lazy=True, return_config=True)
+            model, tokenizer, config = load(path, lazy=True, return_config=True)  # type: ignore[misc]
         except FileNotFoundError as exc:
             raise EngineError(f"{path} is incomplete ({exc}); download the model again.") from None
         except ValueError as exc:
@@ -227,7 +233,8 @@ class Session:
             routing = capture.drain(capture.pending_steps - 1)
             if routing is None or len(routing) != len(feed):
                 got = 0 if routing is None else len(routing)
-                raise AssertionError(f"routing capture saw {got} prompt tokens, expected {len(feed)}")
+                raise AssertionError(
+                    f"routing capture saw {got} prompt tokens, expected {len(feed)}")
         return Tokens(rid, "prompt", 0, tuple(feed), tuple(self._token_texts(feed)), routing)
 
     def _token_event(self, rid: int, ids: list[int], texts: list[str], start: int, stop: int,

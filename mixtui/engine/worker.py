@@ -15,7 +15,13 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
 from mixtui.engine.messages import (
-    Failed, Generate, Load, Ready, ResetConversation, SetExpertsPerToken, Shutdown,
+    Failed,
+    Generate,
+    Load,
+    Ready,
+    ResetConversation,
+    SetExpertsPerToken,
+    Shutdown,
 )
 from mixtui.errors import MixtuiError
 

@@ -55,7 +55,7 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
         expected = str if name == "model_type" else bool if name == "tie_embeddings" else int
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise bad(f"geometry field '{name}' must be {expected.__name__}, not {value!r}")
-        if expected is int and value < 0:
+        if isinstance(value, int) and value < 0:
             raise bad(f"geometry field '{name}' must not be negative")
     geometry = Geometry(**geo_raw)
     if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:

@@ -11,7 +11,7 @@ from typing import Literal
 from mixtui.errors import ModelNotFound, ModelNotLocal
 from mixtui.paths import PACKAGE_DIR
 from mixtui.registry.loader import load_registry
-from mixtui.registry.spec import Geometry, ModelSpec, Quantization
+from mixtui.registry.spec import Geometry, Kind, ModelSpec, Quantization
 
 LocalState = Literal["bundled", "complete", "partial", "absent"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -91,7 +91,7 @@ def _spec_from_dir(name: str, model_dir: Path, repo: str | None = None) -> Model
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelNotFound(f"{model_dir / 'config.json'} lacks {exc} that mixtui needs; "
                             "check that this is a causal language model.") from None
-    kind = "chat" if _has_chat_template(model_dir) else "base"
+    kind: Kind = "chat" if _has_chat_template(model_dir) else "base"
     quant = config.get("quantization")
     quantization = Quantization(int(quant["bits"]), int(quant["group_size"])) if quant else None
     return ModelSpec(key=name, name=name, geometry=geometry, kind=kind, repo=repo,
@@ -100,7 +100,7 @@ def _spec_from_dir(name: str, model_dir: Path, repo: str | None = None) -> Model
 
 
 def _has_chat_template(model_dir: Path) -> bool:
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+    if any((model_dir / n).is_file() for n in ("chat_template.jinja", "chat_template.json")):
         return True
     try:
         tok_config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ Kind = Literal["chat", "base"]
 
 @dataclass(frozen=True)
 class Geometry:
-    """The shape of a decoder-only transformer, dense or Mixture-of-Experts (experts == 0: dense)."""
+    """The shape of a decoder-only transformer, dense or MoE (experts == 0: dense)."""
 
     model_type: str
     layers: int
@@ -94,7 +94,7 @@ class Quantization:
     group_size: int
 
     def bytes_for(self, n_params: int) -> int:
-        """Packed weights plus one float16 scale and bias per group (4-bit/64: 4.5 bits a weight)."""
+        """Packed weights plus a float16 scale and bias per group (4-bit/64: 4.5 bits a weight)."""
         return n_params * self.bits // 8 + (n_params // self.group_size) * 4
 
 

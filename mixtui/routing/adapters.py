@@ -73,15 +73,17 @@ def _recording_class(base: type, role: str) -> type:
     key = (base, role)
     if key in _SUBCLASSES:
         return _SUBCLASSES[key]
-    if role == "router":
-        def call(self: Any, x: mx.array) -> mx.array:
-            logits = base.__call__(self, x)
-            self._mixtui_sink.router_logits(self._mixtui_ordinal, logits)
-            return logits
-    else:
-        def call(self: Any, x: mx.array, indices: mx.array, *args: Any, **kw: Any) -> mx.array:
-            self._mixtui_sink.expert_ids(self._mixtui_ordinal, indices)
-            return base.__call__(self, x, indices, *args, **kw)
+
+    def router_call(self: Any, x: mx.array) -> mx.array:
+        logits = base.__call__(self, x)
+        self._mixtui_sink.router_logits(self._mixtui_ordinal, logits)
+        return logits
+
+    def experts_call(self: Any, x: mx.array, indices: mx.array, *args: Any, **kw: Any) -> mx.array:
+        self._mixtui_sink.expert_ids(self._mixtui_ordinal, indices)
+        return base.__call__(self, x, indices, *args, **kw)
+
+    call = router_call if role == "router" else experts_call
     cls = type(f"Recording{base.__name__}", (base,), {"__call__": call})
     _SUBCLASSES[key] = cls
     return cls

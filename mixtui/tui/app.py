@@ -12,7 +12,16 @@ from textual.widgets import Footer, Input, Static
 
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
-    EngineExited, Failed, Finished, Generate, Load, Loading, ModelInfo, Ready, Sampling, Tokens,
+    EngineExited,
+    Failed,
+    Finished,
+    Generate,
+    Load,
+    Loading,
+    ModelInfo,
+    Ready,
+    Sampling,
+    Tokens,
 )
 from mixtui.errors import MixtuiError
 from mixtui.paths import log_dir
