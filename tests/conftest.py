@@ -7,40 +7,13 @@ weights; only the numbers are meaningless.
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXED_BUDGET = "64GB"
-
-
-def _build_dense(path: Path, config: dict) -> Path:
-    """A dense tiny model, written the way make_model_dir writes one.
-
-    Only used when make_model_dir itself cannot build `model_type = "mistral"` (mlx-lm has
-    no `mlx_lm.models.mistral`; it maps mistral to llama); test_registry reports that case.
-    """
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.utils import MODEL_REMAPPING
-
-    from mixtui.engine.synthetic import write_tokenizer
-
-    module = MODEL_REMAPPING.get(config["model_type"], config["model_type"])
-    arch = importlib.import_module(f"mlx_lm.models.{module}")
-    path.mkdir(parents=True, exist_ok=True)
-    mx.random.seed(0)
-    model = arch.Model(arch.ModelArgs.from_dict(config))
-    mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(model.parameters())),
-                        metadata={"format": "mlx"})
-    (path / "config.json").write_text(json.dumps(config, indent=1))
-    write_tokenizer(path, int(config["vocab_size"]), chat=True)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +43,8 @@ def tiny_dense_dir(tmp_path_factory: pytest.TempPathFactory, dense_config: dict)
     """A dense tiny Mistral (model_type "mistral") with the same chat template."""
     from mixtui.engine.synthetic import make_model_dir
 
-    path = tmp_path_factory.mktemp("models") / "tiny-dense"
-    try:
-        return make_model_dir(path, dense_config, chat=True)
-    except ModuleNotFoundError:
-        shutil.rmtree(path, ignore_errors=True)
-        return _build_dense(path, dense_config)
+    return make_model_dir(tmp_path_factory.mktemp("models") / "tiny-dense", dense_config,
+                          chat=True)
 
 
 @pytest.fixture(autouse=True)

@@ -44,9 +44,10 @@ class MixtuiApp(App[int]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, model: str = "nano") -> None:
+    def __init__(self, model: str = "nano", sampling: Sampling | None = None) -> None:
         super().__init__()
         self.model_name = model
+        self.sampling = sampling or Sampling()
         self.spec: ModelSpec | None = None
         self.engine: EngineProcess | None = None
         self.engine_generation = 0
@@ -57,6 +58,7 @@ class MixtuiApp(App[int]):
         self._answer: Static | None = None
         self._answer_text = ""
         self._counts: np.ndarray | None = None  # (moe_layers, E) assignments this conversation
+        self.last_finish_reason: str | None = None
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -167,7 +169,7 @@ class MixtuiApp(App[int]):
         self.request_id += 1
         self.generating = True
         self.engine.send(Generate(self.request_id, tuple(self.turns),
-                                  sampling=Sampling(max_tokens=256), completion=completion))
+                                  sampling=self.sampling, completion=completion))
 
     def _show_tokens(self, event: Tokens) -> None:
         if event.phase == "generate" and self._answer is not None:
@@ -187,6 +189,7 @@ class MixtuiApp(App[int]):
 
     def _show_finished(self, event: Finished) -> None:
         self.generating = False
+        self.last_finish_reason = event.stats.finish_reason
         self.turns.append(("assistant", event.text))
         self._show_stats(event)
 
