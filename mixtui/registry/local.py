@@ -64,12 +64,12 @@ def local_dir(spec: ModelSpec) -> Path | None:
 
 
 def local_state(spec: ModelSpec) -> LocalState:
-    if spec.bundled:
-        return "bundled" if local_dir(spec) is not None else "absent"
     where = local_dir(spec)
     if where is None:
         return "absent"
-    return "complete" if not missing_files(where) else "partial"
+    if missing_files(where):
+        return "partial"
+    return "bundled" if spec.bundled else "complete"
 
 
 def _read_config(model_dir: Path) -> dict:
