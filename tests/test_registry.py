@@ -411,3 +411,17 @@ def test_parse_size_rejects(text: str) -> None:
 
     with pytest.raises(UsageError):
         parse_size(text)
+
+
+def test_bundled_nano_is_complete_and_matches_its_entry(builtin: dict[str, ModelSpec]) -> None:
+    from mixtui.registry import local_dir, local_state
+
+    spec = builtin["nano"]
+    where = local_dir(spec)
+    assert where is not None and local_state(spec) == "bundled"
+    config = json.loads((where / "config.json").read_text())
+    assert Geometry.from_hf_config(config) == spec.geometry
+    g = spec.geometry
+    assert g.model_type == "mixtral" and g.experts == 8 and g.experts_per_token == 2
+    assert g.layers >= 4
+    assert sum(f.stat().st_size for f in where.iterdir()) <= 20 * 10**6

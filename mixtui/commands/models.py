@@ -38,6 +38,10 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _kib(n: int) -> str:
+    return f"{n / 1024:g} KiB"
+
+
 def run(as_json: bool) -> int:
     budget = memory_budget()
     rows = [describe(spec, budget) for spec in load_registry().values()]
@@ -48,7 +52,7 @@ def run(as_json: bool) -> int:
     header = ("key", "params", "active", "weights", "KV/token", "state", "fit")
     table = [header] + [
         (r["key"], _billions(r["total_params"]), _billions(r["active_params"]),
-         _size(r["weight_bytes"]), _size(r["kv_bytes_per_token"]), r["state"], r["fit"])
+         _size(r["weight_bytes"]), _kib(r["kv_bytes_per_token"]), r["state"], r["fit"])
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

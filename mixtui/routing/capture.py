@@ -58,8 +58,8 @@ class RoutingCapture:
         id_steps, self._ids = self._ids[:count], self._ids[count:]
         with mx.stream(self._stream):
             # (tokens, moe_layers, E) and (tokens, moe_layers, k), tokens in processing order
-            logits = mx.concatenate([mx.stack([a[0] for a in s], axis=1) for s in logits_steps])
-            ids = mx.concatenate([mx.stack([a[0] for a in s], axis=1) for s in id_steps])
+            logits = _tokens_by_layer(logits_steps)
+            ids = _tokens_by_layer(id_steps)
             weights = self.adapter.gate_weights(logits, ids).astype(mx.float32)
             probs = mx.softmax(logits.astype(mx.float32), axis=-1)
             packed = mx.concatenate([probs, weights, ids.astype(mx.float32)], axis=-1)
@@ -73,3 +73,25 @@ class RoutingCapture:
         )
 
 
+
+
+def _tokens_by_layer(steps: list[list[mx.array]]) -> mx.array:
+    """Per step, per layer (1, L, X) arrays -> (tokens, layers, X), in a handful of ops.
+
+    The number of operations stays the same however many steps a batch holds (decode steps
+    all have L = 1 and go through one concatenate), so draining costs little per token.
+    """
+    runs: list[mx.array] = []
+    start = 0
+    while start < len(steps):
+        length = steps[start][0].shape[1]
+        stop = start
+        while stop < len(steps) and steps[stop][0].shape[1] == length:
+            stop += 1
+        layers = len(steps[start])
+        flat = mx.concatenate([a for step in steps[start:stop] for a in step], axis=0)
+        # (steps * layers, L, X) -> (steps, layers, L, X) -> (steps, L, layers, X)
+        grouped = flat.reshape(stop - start, layers, length, -1).transpose(0, 2, 1, 3)
+        runs.append(grouped.reshape((stop - start) * length, layers, -1))
+        start = stop
+    return runs[0] if len(runs) == 1 else mx.concatenate(runs)
