@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,16 +21,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mixtui", description="A terminal lab for Mixture-of-Experts models.")
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    parser = _Parser(prog="mixtui", description="A terminal lab for Mixture-of-Experts models.",
+                     parents=[common])
     parser.add_argument("--version", action="version", version=f"mixtui {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--model", help="model to open the TUI with (key, repo id or path)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    models = sub.add_parser("models", help="list models: size, parameters, state, memory fit")
+    models = sub.add_parser("models", parents=[common],
+                            help="list models: size, parameters, state, memory fit")
     models.add_argument("--json", action="store_true", help="print a JSON list")
 
-    gen = sub.add_parser("generate", help="generate text headlessly, optionally with a trace")
+    gen = sub.add_parser("generate", parents=[common],
+                         help="generate text headlessly, optionally with a trace")
     gen.add_argument("--model", required=True, help="model key, Hub repo id or local directory")
     gen.add_argument("--prompt", required=True,
                      help="the prompt (a chat turn, or text to continue)")
@@ -53,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         if args.command == "models":
             from mixtui.commands import models
@@ -71,12 +78,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app(args.model)
     except MixtuiError as exc:
-        if args.debug:
-            raise
+        if debug:
+            traceback.print_exc()
+            if exc.detail:
+                print(f"the engine's traceback:\n{exc.detail}", file=sys.stderr)
         print(f"mixtui: {exc}", file=sys.stderr)
-        detail = getattr(exc, "detail", "")
-        if detail:
-            print("(run with --debug to see the engine's traceback)", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mixtui: interrupted.", file=sys.stderr)

@@ -8,6 +8,10 @@ class MixtuiError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail  # e.g. the engine's traceback, shown only with --debug
+
 
 class UsageError(MixtuiError):
     """Bad command-line usage or input (exit code 2)."""

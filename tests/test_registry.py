@@ -29,8 +29,8 @@ REFERENCE_FILES = {
     "mixtral-8x22b-instruct": "mixtral-8x22b-instruct-v0.1.json",
 }
 KIB = 1024
-# CI keeps the shared reference folder beside the repository, as ../shared.
-REFERENCE_CONFIGS = Path(__file__).resolve().parents[2] / "shared/reference/model-configs"
+# The published config.json files, copied from the project's reference folder.
+REFERENCE_CONFIGS = Path(__file__).resolve().parent / "data" / "model-configs"
 
 
 def close(actual: float, expected: float, rel: float) -> bool:
@@ -99,9 +99,6 @@ def test_4bit_weight_bytes_match_published_sizes(builtin: dict[str, ModelSpec], 
 @pytest.mark.parametrize("key", list(REFERENCE_FILES))
 def test_registry_geometry_equals_published_config(builtin: dict[str, ModelSpec],
                                                    key: str) -> None:
-    if not REFERENCE_CONFIGS.is_dir():
-        pytest.skip(f"published configs not found at {REFERENCE_CONFIGS} "
-                    "(CI keeps them beside the repo as ../shared)")
     config = json.loads((REFERENCE_CONFIGS / REFERENCE_FILES[key]).read_text())
     assert builtin[key].geometry == Geometry.from_hf_config(config)
 

@@ -146,6 +146,12 @@ def test_generate_experts_per_token_in_trace(cli_env: dict[str, str], tiny_moe_d
     (["--model", "{moe}", "--prompt", "x", "--bogus-flag"], "--bogus-flag"),
     (["--model", "{moe}"], "--prompt"),
     (["--model", "./nope/model", "--prompt", "x"], "No such directory"),
+    (["--model", "{moe}", "--prompt", "x", "--max-kv-size", "0"], "--max-kv-size"),
+    (["--model", "{moe}", "--prompt", "x", "--top-k", "-1"], "--top-k"),
+    (["--model", "{moe}", "--prompt", "x", "--min-p", "2"], "--min-p"),
+    # found by the engine, not by the argument checks: still bad input, so still exit 2
+    (["--model", "{moe}", "--prompt", "w5 w6 w7 w8 w9 w10", "--max-kv-size", "4"],
+     "context holds 4"),
 ])
 def test_usage_errors(cli_env: dict[str, str], tiny_moe_dir: Path, tiny_dense_dir: Path,
                       args: list[str], words: str) -> None:
@@ -229,3 +235,24 @@ def test_models_with_a_bad_user_registry(cli_env: dict[str, str]) -> None:
     line = one_line_error(proc)
     assert proc.returncode == 2
     assert str(user) in line and "line 1" in line
+
+
+def test_debug_shows_the_traceback(cli_env: dict[str, str], tiny_moe_dir: Path) -> None:
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", "x",
+                  "--max-tokens", "0", "--debug")
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "UsageError" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("mixtui: --max-tokens")
+
+
+def test_system_prompt_and_seed_repeat(cli_env: dict[str, str], tiny_moe_dir: Path) -> None:
+    args = ["generate", "--model", tiny_moe_dir, "--prompt", "w5 w6", "--system", "w7 w8",
+            "--max-tokens", "8", "--temp", "0.9", "--seed", "11", "--json"]
+    first, second = mixtui(cli_env, *args), mixtui(cli_env, *args)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["token_ids"] == b["token_ids"] and len(a["token_ids"]) == 8
+    # The template refuses a system role, so the system words were merged into the prompt.
+    no_system = json.loads(mixtui(cli_env, *[x for x in args if x not in ("--system", "w7 w8")]
+                                  ).stdout)
+    assert a["prompt_tokens"] == no_system["prompt_tokens"] + 2

@@ -43,14 +43,6 @@ class GenerateArgs:
     max_kv_size: int = 4096
 
 
-class EngineFailure(MixtuiError):
-    """The engine reported a failure or exited; exit code 1."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(reason)
-        self.detail = detail
-
-
 def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
     """Reject bad values before any process starts (exit code 2)."""
     if args.max_tokens < 1:
@@ -59,8 +51,12 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
         raise UsageError(f"--temp must be 0 or more, not {args.temp}.")
     if not 0 < args.top_p <= 1:
         raise UsageError(f"--top-p must be in (0, 1], not {args.top_p}.")
-    if args.top_k < 0 or not 0 <= args.min_p <= 1:
-        raise UsageError("--top-k must be 0 or more and --min-p between 0 and 1.")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k must be 0 or more, not {args.top_k}.")
+    if not 0 <= args.min_p <= 1:
+        raise UsageError(f"--min-p must be between 0 and 1, not {args.min_p}.")
+    if args.max_kv_size < 1:
+        raise UsageError(f"--max-kv-size must be at least 1, not {args.max_kv_size}.")
     if not args.prompt:
         raise UsageError("--prompt is empty; give some text.")
     k = args.experts_per_token
@@ -87,6 +83,15 @@ def model_path(spec: ModelSpec) -> Path:
     return where
 
 
+def _failure(event: Failed) -> MixtuiError:
+    kind = UsageError if event.usage else MixtuiError
+    return kind(event.reason, event.detail)
+
+
+def _exited(event: EngineExited) -> str:
+    return f"{event.description}; run the command again."
+
+
 def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
     for event in engine.events():
         if isinstance(event, Loading) and progress:
@@ -96,10 +101,10 @@ def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
                 print("\r\033[K", end="", file=sys.stderr)
             return event.info
         elif isinstance(event, Failed):
-            raise EngineFailure(event.reason, event.detail)
+            raise _failure(event)
         elif isinstance(event, EngineExited):
-            raise EngineFailure(f"The {event.reason}")
-    raise EngineFailure("The engine stopped answering; run again with --debug.")
+            raise MixtuiError(_exited(event))
+    raise MixtuiError("The engine stopped answering; run again with --debug.")
 
 
 def run(args: GenerateArgs) -> int:
@@ -162,7 +167,7 @@ def run(args: GenerateArgs) -> int:
                     sys.stdout.write("\n")
                 return 130 if interrupted else 0
             elif isinstance(event, Failed):
-                raise EngineFailure(event.reason, event.detail)
+                raise _failure(event)
             elif isinstance(event, EngineExited):
-                raise EngineFailure(f"The {event.reason}")
+                raise MixtuiError(_exited(event))
     return 1

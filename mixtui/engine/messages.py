@@ -142,6 +142,7 @@ class Failed:
     request_id: int | None
     reason: str
     detail: str = ""  # a traceback, for --debug only
+    usage: bool = False  # the input was at fault (exit code 2 in the CLI)
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,13 @@ class EngineExited:
     code: int | None
 
     @property
+    def description(self) -> str:
+        why = " (killed: often the system running out of memory)" if self.code == -9 else ""
+        return f"The engine exited (code {self.code}){why}"
+
+    @property
     def reason(self) -> str:
-        return f"engine exited (code {self.code}); reload the model to go on."
+        return f"{self.description}; load the model again to go on."
 
 
 Event = Loading | Ready | Tokens | Finished | Failed | EngineExited

@@ -12,12 +12,15 @@ from mixtui.errors import UsageError
 
 def _template_messages(request: Generate, merge_system: bool) -> list[dict[str, str]]:
     messages = [{"role": r, "content": c} for r, c in request.messages]
-    if request.system:
-        if merge_system and messages and messages[0]["role"] == "user":
-            messages[0] = {"role": "user",
-                           "content": f"{request.system}\n\n{messages[0]['content']}"}
-        elif not merge_system:
-            messages.insert(0, {"role": "system", "content": request.system})
+    if request.system and not merge_system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    elif request.system:
+        first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+        if first_user is None:
+            raise UsageError("The conversation has no user turn to carry the system prompt; "
+                             "start it with a user message.")
+        content = messages[first_user]["content"]
+        messages[first_user] = {"role": "user", "content": f"{request.system}\n\n{content}"}
     return messages
 
 
@@ -33,14 +36,14 @@ def build_prompt_tokens(tokenizer: Any, request: Generate) -> list[int]:
         if not text:
             raise UsageError("The prompt is empty; give some text to continue.")
         return list(tokenizer.encode(text))
-    try:
-        return list(tokenizer.apply_chat_template(
-            _template_messages(request, merge_system=False), add_generation_prompt=True))
-    except TemplateError as exc:  # raised by the template itself, e.g. for a refused role
-        if not request.system:
-            raise UsageError(f"The model's chat template refused this conversation ({exc}); "
-                             "turns must alternate user and assistant.") from None
-    # Some templates (Mistral's, Mixtral v0.1's) accept no system role: merge it into the
-    # first user turn, as their model cards advise.
-    return list(tokenizer.apply_chat_template(
-        _template_messages(request, merge_system=True), add_generation_prompt=True))
+    # Some templates (Mistral's, Mixtral v0.1's) accept no system role: then the system
+    # prompt is merged into the first user turn, as their model cards advise.
+    attempts = (False, True) if request.system else (False,)
+    for merge_system in attempts:
+        try:
+            return list(tokenizer.apply_chat_template(
+                _template_messages(request, merge_system), add_generation_prompt=True))
+        except TemplateError as exc:  # raised by the template itself, e.g. for a refused role
+            refusal = exc
+    raise UsageError(f"The model's chat template refused this conversation ({refusal}); "
+                     "turns must alternate user and assistant.")

@@ -27,10 +27,13 @@ from mixtui.engine.prompt import build_prompt_tokens
 from mixtui.errors import MixtuiError, UsageError
 from mixtui.registry.spec import Geometry
 from mixtui.routing import adapters
-from mixtui.routing.batch import RoutingBatch
 from mixtui.routing.capture import RoutingCapture
 
 FLUSH_INTERVAL_S = 0.05  # routing and text reach the caller at about 20 Hz
+
+
+class _PrefillCancelled(Exception):
+    """Raised from mlx-lm's prompt-progress callback to stop a long prompt between chunks."""
 
 
 class EngineError(MixtuiError):
@@ -104,6 +107,10 @@ class Session:
     def set_experts_per_token(self, k: int | None) -> None:
         """Route each token to k experts (1..num_experts) from the next turn on."""
         if not self.adapter or not self._blocks:
+            if self.geometry.is_moe:
+                raise UsageError(f"mixtui cannot yet read or steer the routing of "
+                                 f"{self.geometry.model_type} models; only Mixtral-family "
+                                 "models support --experts-per-token.")
             raise UsageError(f"{self.name} is a dense model: it has no experts to choose.")
         k = self.default_top_k if k is None else k
         experts = self.geometry.experts
@@ -157,8 +164,8 @@ class Session:
         tokens = build_prompt_tokens(self.tokenizer, request)
         if self.max_kv_size is not None and len(tokens) >= self.max_kv_size:
             raise UsageError(
-                f"The prompt is {len(tokens)} tokens, more than the context of "
-                f"{self.max_kv_size}; shorten it, clear the conversation, or raise max_kv_size.")
+                f"The prompt is {len(tokens)} tokens and the context holds {self.max_kv_size}; "
+                "shorten it, clear the conversation, or raise the context size (--max-kv-size).")
         cached = self._prepare_cache(tokens)
         feed = tokens[cached:]
         s: Sampling = request.sampling
@@ -176,18 +183,29 @@ class Session:
         mx.reset_peak_memory()
         rid = request.request_id
         start = time.perf_counter()
-        ttft = 0.0
+        ttft = prompt_done = first_token = 0.0
         ids: list[int] = []
         texts: list[str] = []
         sent = 0  # generated tokens already sent
         last_flush = start
         finish = "length"
-        response = None
+
+        def on_prompt_progress(done: int, total: int) -> None:
+            # Called by mlx-lm before the prompt and after each prefill chunk.
+            if done < total and should_stop():
+                raise _PrefillCancelled
+            if capture is not None and 0 < done < total:
+                # A chunk's last-layer routing is not needed for its KV cache, so mlx-lm
+                # leaves it unevaluated; schedule it with the chunk instead of holding
+                # the chunk's activations until the first token.
+                capture.schedule_pending()
+
         responses = stream_generate(self.model, self.tokenizer, mx.array(feed),
                                     max_tokens=s.max_tokens, sampler=sampler,
-                                    prompt_cache=self._cache)
+                                    prompt_cache=self._cache,
+                                    prompt_progress_callback=on_prompt_progress)
         try:
-            for n, response in enumerate(responses):  # noqa: B007 (n is used)
+            for n, response in enumerate(responses):
                 ids.append(response.token)
                 texts.append(response.text)
                 if n == 0:
@@ -195,12 +213,14 @@ class Session:
                     # The prompt's steps are finished once the first token exists; the step
                     # that processes that token is still in flight: leave it out.
                     yield self._prompt_event(rid, feed, capture)
+                    prompt_done = first_token = time.perf_counter()
                 if response.finish_reason is not None:
                     finish = response.finish_reason
                     break
                 now = time.perf_counter()
-                if now - last_flush >= flush_interval:
+                if now - last_flush >= flush_interval or (sent == 0 and n == 1):
                     # Tokens 0..n-1 have finished steps; token n's step is still running.
+                    # (The first token goes out as soon as its step is done.)
                     event = self._token_event(rid, ids, texts, sent, len(ids) - 1, capture)
                     if event is not None:
                         yield event
@@ -209,19 +229,36 @@ class Session:
                 if should_stop():
                     finish = "cancelled"
                     break
+        except _PrefillCancelled:
+            finish = "cancelled"
+            self.reset_conversation()  # the cache holds part of the prompt
+            if capture is not None:
+                capture.discard()
+            prompt_done = time.perf_counter()
         except BaseException:
             self.reset_conversation()  # the cache may hold half a step: do not reuse it
             raise
         finally:
             responses.close()
-        event = self._token_event(rid, ids, texts, sent, len(ids), capture, final=True)
-        if event is not None:
-            yield event
-        self._cached_tokens = tokens + ids  # every yielded token was also run through the model
+        if ids:
+            # Every yielded token was also run through the model: the cache holds them all.
+            self._cached_tokens = tokens + ids
+        try:
+            event = self._token_event(rid, ids, texts, sent, len(ids), capture, final=True)
+            if event is not None:
+                yield event
+        except BaseException:
+            self.reset_conversation()
+            raise
+        end = time.perf_counter()
+        # Speeds by this process's clock, routing transfers included (mlx-lm's own figures
+        # leave them out): prompt = request to prompt routing on the host; decode = tokens
+        # after that to the last token's routing on the host.
         yield Finished(rid, "".join(texts), Stats(
             prompt_tokens=len(feed), cached_tokens=cached, generation_tokens=len(ids),
-            ttft_s=ttft, prompt_tps=response.prompt_tps if response else 0.0,
-            generation_tps=response.generation_tps if response else 0.0,
+            ttft_s=ttft,
+            prompt_tps=len(feed) / (prompt_done - start) if ids else 0.0,
+            generation_tps=len(ids) / (end - first_token) if ids else 0.0,
             peak_memory_bytes=int(mx.get_peak_memory()),
             kv_cache_bytes=int(sum(c.nbytes for c in self._cache or [])),
             finish_reason=finish,
@@ -271,6 +308,3 @@ class Session:
             out[-1] += detok.last_segment
         return out
 
-
-def empty_routing(info: ModelInfo) -> RoutingBatch:
-    return RoutingBatch.empty(len(info.moe_layers), info.top_k, info.num_experts)

@@ -23,7 +23,10 @@ from mixtui.engine.messages import (
     SetExpertsPerToken,
     Shutdown,
 )
-from mixtui.errors import MixtuiError
+from mixtui.errors import MixtuiError, UsageError
+
+_OUT_OF_MEMORY = ("MLX ran out of memory; lower the context (max_kv_size) or pick a smaller "
+                  "model.")
 
 
 def _redirect_output(log_path: Path | None) -> None:
@@ -63,8 +66,8 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
             elif session is None:
                 conn.send(Failed(request_id, "No model is loaded; load one first."))
             elif isinstance(command, Generate):
-                # The caller clears `cancel` when it sends the request: a stop pressed while
-                # the request waited in the pipe still counts.
+                # The caller clears `cancel` when it sends the request (not here), so a stop
+                # pressed while the request waited in the pipe still counts.
                 for event in session.generate(command, should_stop=cancel.is_set):
                     conn.send(event)
             elif isinstance(command, SetExpertsPerToken):
@@ -72,8 +75,19 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                 conn.send(Ready(session.info()))
             elif isinstance(command, ResetConversation):
                 session.reset_conversation()
+            else:
+                conn.send(Failed(request_id, f"internal error: unknown command {command!r}; "
+                                 "please report it."))
         except MixtuiError as exc:
-            conn.send(Failed(request_id, str(exc)))
+            conn.send(Failed(request_id, str(exc), usage=isinstance(exc, UsageError)))
+        except MemoryError:
+            conn.send(Failed(request_id, _OUT_OF_MEMORY))
+        except RuntimeError as exc:
+            if "memory" in str(exc).lower():  # MLX reports a failed allocation this way
+                conn.send(Failed(request_id, _OUT_OF_MEMORY, traceback.format_exc()))
+            else:
+                conn.send(Failed(request_id, f"internal error: {exc!r}; please report it.",
+                                 traceback.format_exc()))
         except Exception as exc:  # a bug: report it with its traceback, keep serving
             conn.send(Failed(request_id, f"internal error: {exc!r}; please report it.",
                              traceback.format_exc()))

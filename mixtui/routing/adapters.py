@@ -44,9 +44,6 @@ class MoEAdapter:
                 found.append((i, block))
         return found
 
-    def num_experts(self, block: nn.Module) -> int:
-        return int(getattr(block, self.router_attr).weight.shape[0])
-
     def top_k(self, block: nn.Module) -> int:
         return int(getattr(block, self.k_attr))
 

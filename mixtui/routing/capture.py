@@ -42,8 +42,10 @@ class RoutingCapture:
     def pending_steps(self) -> int:
         return len(self._logits)
 
-    def pending_tokens(self, steps: int | None = None) -> int:
-        return sum(int(s[0].shape[-2]) for s in self._logits[:steps])
+    def schedule_pending(self) -> None:
+        """Start computing the newest step's routing now, without reading it to the host."""
+        if self._logits:
+            mx.async_eval(self._logits[-1], self._ids[-1])
 
     def discard(self) -> None:
         self._logits.clear()
@@ -71,8 +73,6 @@ class RoutingCapture:
             weights=np.ascontiguousarray(host[..., num_experts:num_experts + k]),
             probs=np.ascontiguousarray(host[..., :num_experts]),
         )
-
-
 
 
 def _tokens_by_layer(steps: list[list[mx.array]]) -> mx.array:

@@ -120,12 +120,14 @@ class MixtuiApp(App[int]):
         elif isinstance(event, Finished):
             self._show_finished(event)
         elif isinstance(event, Failed):
+            if self.generating and self.turns and self.turns[-1][0] == "user":
+                self.turns.pop()  # unanswered: keep the turns alternating for the next prompt
             self.generating = False
             self.notice(event.reason)
         elif isinstance(event, EngineExited):
             self.generating = False
             self.info = None
-            self.notice(f"The {event.reason}")
+            self.notice(event.reason)
             self._set_bar(f"[b]{self.model_name}[/b]: engine exited (code {event.code})")
 
     def _show_ready(self, info: ModelInfo) -> None:
