@@ -24,9 +24,11 @@ lint: install
 bench: install
 	$(UV) run --frozen python benchmarks/capture_overhead.py
 
+# A venv where python3 has the venv module; else (Debian without python3-venv) pip --target.
 .tools/venv/bin/uv:
-	python3 -m venv .tools/venv
-	.tools/venv/bin/python -m pip install --quiet uv
+	python3 -m venv .tools/venv && .tools/venv/bin/python -m pip install --quiet uv || { \
+	  rm -rf .tools/venv .tools/pip && python3 -m pip install --quiet --target .tools/pip uv && \
+	  mkdir -p .tools/venv/bin && ln -sf ../../pip/bin/uv .tools/venv/bin/uv; }
 
 clean:
 	rm -rf .tools .venv .pytest_cache .mypy_cache .ruff_cache
