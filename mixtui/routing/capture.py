@@ -26,6 +26,7 @@ class RoutingCapture:
         self._logits: list[list[mx.array]] = []  # per step: per MoE layer (1, L, E)
         self._ids: list[list[mx.array]] = []  # per step: per MoE layer (1, L, k)
         self._stream = mx.new_stream(mx.default_device())
+        self.transfers = 0  # device-to-host reads so far (one per drain), for the benchmark
 
     # -- RoutingSink: called inside the forward pass; only keeps references --------------
     def router_logits(self, ordinal: int, logits: mx.array) -> None:
@@ -66,6 +67,7 @@ class RoutingCapture:
             probs = mx.softmax(logits.astype(mx.float32), axis=-1)
             packed = mx.concatenate([probs, weights, ids.astype(mx.float32)], axis=-1)
         host = np.array(packed, copy=False)  # the one device-to-host read of this batch
+        self.transfers += 1
         num_experts = int(logits.shape[-1])
         k = int(ids.shape[-1])
         return RoutingBatch(
