@@ -24,7 +24,7 @@ import mlx.core as mx
 import platformdirs
 
 from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
-from mixtui.engine.session import Session
+from mixtui.engine.session import FLUSH_INTERVAL_S, Session
 from mixtui.engine.synthetic import make_model_dir, mixtral_config
 from mixtui.paths import PACKAGE_DIR
 
@@ -40,14 +40,15 @@ def mid_model_dir() -> Path:
     return path
 
 
-def run_once(session: Session, prompt: str, capture: bool, max_tokens: int) -> dict:
+def run_once(session: Session, prompt: str, capture: bool, max_tokens: int,
+             flush_interval: float = FLUSH_INTERVAL_S) -> dict:
     session.reset_conversation()
     transfers = session.capture.transfers if session.capture else 0
     request = Generate(1, (("user", prompt),), sampling=Sampling(temperature=0.0,
                        max_tokens=max_tokens), capture=capture, completion=True)
     tokens: list[int] = []
     routed = 0
-    for event in session.generate(request):
+    for event in session.generate(request, flush_interval=flush_interval):
         if isinstance(event, Tokens):
             routed += 0 if event.routing is None else len(event.routing)
             if event.phase == "generate":
@@ -60,7 +61,8 @@ def run_once(session: Session, prompt: str, capture: bool, max_tokens: int) -> d
             "transfers": (session.capture.transfers if session.capture else 0) - transfers}
 
 
-def measure(path: Path, rounds: int, prompt_words: int, max_tokens: int) -> dict:
+def measure(path: Path, rounds: int, prompt_words: int, max_tokens: int,
+            per_token: bool = False) -> dict:
     session = Session.load(str(path), max_kv_size=None)
     vocab = session.geometry.vocab
     # A fixed prompt of ordinary text for nano; word ids for the word-level synthetic tokenizer.
@@ -72,14 +74,24 @@ def measure(path: Path, rounds: int, prompt_words: int, max_tokens: int) -> dict
     run_once(session, prompt, False, 8)
     on: list[dict] = []
     off: list[dict] = []
+    each: list[dict] = []  # capture on, routing read to the host after every token
+    modes = ["off", "on"] + (["per-token"] if per_token else [])
     for r in range(rounds):
-        order = (False, True) if r % 2 == 0 else (True, False)
-        for capture in order:
-            (on if capture else off).append(run_once(session, prompt, capture, max_tokens))
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:  # rotate the order
+            if mode == "per-token":
+                each.append(run_once(session, prompt, True, max_tokens, flush_interval=0.0))
+            else:
+                (on if mode == "on" else off).append(
+                    run_once(session, prompt, mode == "on", max_tokens))
     same = all(a["tokens"] == b["tokens"] for a, b in zip(on, off, strict=True))
     decode = [a["decode_tps"] / b["decode_tps"] for a, b in zip(on, off, strict=True)]
     prompt_r = [a["prompt_tps"] / b["prompt_tps"] for a, b in zip(on, off, strict=True)]
-    return {
+    extra = {}
+    if each:
+        extra = {"per_token_decode_ratio": round(statistics.median(
+                     a["decode_tps"] / b["decode_tps"] for a, b in zip(each, off, strict=True)), 4),
+                 "per_token_host_reads_per_run": statistics.median(a["transfers"] for a in each)}
+    return extra | {
         "model": path.name,
         "decode_ratio": round(statistics.median(decode), 4),
         "prompt_ratio": round(statistics.median(prompt_r), 4),
@@ -108,6 +120,8 @@ def main() -> int:
     parser.add_argument("--mid-prompt-words", type=int, default=64)
     parser.add_argument("--mid-max-tokens", type=int, default=32)
     parser.add_argument("--mid-dir", type=Path, help="use this model folder as 'mid'")
+    parser.add_argument("--per-token", default="nano",
+                        help="models also run with a host read after every token (comma list)")
     args = parser.parse_args()
     paths = {"nano": PACKAGE_DIR / "models" / "nano",
              "mid": args.mid_dir if args.mid_dir else None}
@@ -117,7 +131,8 @@ def main() -> int:
         mid = name == "mid"
         results[name] = measure(path, args.rounds,
                                 args.mid_prompt_words if mid else args.prompt_words,
-                                args.mid_max_tokens if mid else args.max_tokens)
+                                args.mid_max_tokens if mid else args.max_tokens,
+                                per_token=name in args.per_token.split(","))
         if not args.json:
             r = results[name]
             print(f"{name}: decode on/off {r['decode_ratio']:.3f} "
@@ -127,6 +142,9 @@ def main() -> int:
                   f"extra peak {r['extra_peak_mb']:.2f} MB, "
                   f"{r['host_reads_per_run']:.0f} host reads for {r['routed_tokens_per_run']} "
                   f"tokens, identical tokens: {r['identical_tokens']}", flush=True)
+            if "per_token_decode_ratio" in r:
+                print(f"{name}: with a host read after every token instead: decode on/off "
+                      f"{r['per_token_decode_ratio']:.3f}", flush=True)
     machine = {"platform": platform.platform(), "processor": platform.machine(),
                "mlx": mx.__version__, "device": str(mx.default_device())}
     if args.json:
