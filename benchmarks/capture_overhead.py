@@ -14,6 +14,7 @@ routing is on the host; decode = from then until the last token's routing is on 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -32,17 +33,26 @@ MID = dict(layers=8, hidden=1024, intermediate=3584, heads=8, kv_heads=2, vocab=
            experts=8, top_k=2)
 
 
-def mid_model_dir() -> Path:
-    path = Path(platformdirs.user_cache_dir("mixtui")) / "bench" / "mixtral-mid-4bit"
+# Mixtral 8x7B's depth (32 layers) at a width this CPU runs quickly: capture's one extra
+# prompt cost is the last layer's attention over prefill chunks (see docs/performance.md),
+# a share that shrinks with depth.
+DEEP = dict(layers=32, hidden=128, intermediate=256, heads=4, kv_heads=2, vocab=2048,
+            experts=8, top_k=2)
+
+
+def synthetic_dir(name: str, geometry: dict, bits: int | None) -> Path:
+    path = Path(platformdirs.user_cache_dir("mixtui")) / "bench" / name
     if not (path / "model.safetensors").is_file():
-        print(f"writing the synthetic mid-size Mixtral to {path} …", file=sys.stderr)
-        make_model_dir(path, mixtral_config(**MID), bits=4, group_size=64, chat=False)
+        print(f"writing the synthetic Mixtral {name} to {path} …", file=sys.stderr)
+        make_model_dir(path, mixtral_config(**geometry), bits=bits, group_size=64, chat=False)
     return path
 
 
 def run_once(session: Session, prompt: str, capture: bool, max_tokens: int,
              flush_interval: float = FLUSH_INTERVAL_S) -> dict:
     session.reset_conversation()
+    mx.clear_cache()  # every run starts from the same allocator state
+    gc.collect()
     transfers = session.capture.transfers if session.capture else 0
     request = Generate(1, (("user", prompt),), sampling=Sampling(temperature=0.0,
                        max_tokens=max_tokens), capture=capture, completion=True)
@@ -113,7 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--models", default="nano,mid")
+    parser.add_argument("--models", default="nano,deep,mid")
     parser.add_argument("--prompt-words", type=int, default=160)  # nano was trained on 256
     parser.add_argument("--max-tokens", type=int, default=128)
     # MLX's CPU expert kernels run the mid-size model at a few tokens/s: shorter runs there.
@@ -123,11 +133,12 @@ def main() -> int:
     parser.add_argument("--per-token", default="nano",
                         help="models also run with a host read after every token (comma list)")
     args = parser.parse_args()
-    paths = {"nano": PACKAGE_DIR / "models" / "nano",
-             "mid": args.mid_dir if args.mid_dir else None}
+    paths = {"nano": PACKAGE_DIR / "models" / "nano", "mid": args.mid_dir}
     results = {}
     for name in args.models.split(","):
-        path = paths.get(name) or (mid_model_dir() if name == "mid" else Path(name))
+        path = paths.get(name) or (
+            synthetic_dir("mixtral-mid-4bit", MID, 4) if name == "mid"
+            else synthetic_dir("mixtral-deep-f32", DEEP, None) if name == "deep" else Path(name))
         mid = name == "mid"
         results[name] = measure(path, args.rounds,
                                 args.mid_prompt_words if mid else args.prompt_words,

@@ -250,6 +250,9 @@ class Session:
         except BaseException:
             self.reset_conversation()
             raise
+        # The step that processed the last token may still be running (mlx-lm queues it
+        # ahead); wait for it so that the figures, and the next request, start from rest.
+        mx.synchronize()
         end = time.perf_counter()
         # Speeds by this process's clock, routing transfers included (mlx-lm's own figures
         # leave them out): prompt = request to prompt routing on the host; decode = tokens
