@@ -413,6 +413,12 @@ def fetch_deb(cache_dir: Path, package: str = DEB_PACKAGE) -> Path:
         raise SystemExit(
             "apt-get is not available; pass --corpus-file with a plain UTF-8 text instead"
         ) from exc
+    if result.returncode != 0 and os.geteuid() == 0:
+        # A fresh machine may have no package lists yet; as root, fetch them once and retry.
+        log("corpus: no package lists? running apt-get update, then trying again")
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+        result = subprocess.run(["apt-get", "download", package], cwd=cache_dir,
+                                capture_output=True, text=True, check=False)
     found = sorted(cache_dir.glob(f"{package}_*.deb"))
     if result.returncode != 0 or not found:
         raise SystemExit(
