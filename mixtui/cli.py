@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mixtui import __version__
+from mixtui.engine.messages import DEFAULT_CONTEXT, Sampling
 from mixtui.errors import MixtuiError
 
 
@@ -39,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", required=True, help="model key, Hub repo id or local directory")
     gen.add_argument("--prompt", required=True,
                      help="the prompt (a chat turn, or text to continue)")
-    gen.add_argument("--max-tokens", type=int, default=256, help="tokens to generate (256)")
-    gen.add_argument("--temp", type=float, default=0.7,
-                     help="sampling temperature (0.7; 0: greedy)")
+    gen.add_argument("--max-tokens", type=int, default=Sampling.max_tokens,
+                     help=f"tokens to generate ({Sampling.max_tokens})")
+    gen.add_argument("--temp", type=float, default=Sampling.temperature,
+                     help=f"sampling temperature ({Sampling.temperature}; 0: greedy)")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1.0: off)")
     gen.add_argument("--top-k", type=int, default=0, help="top-k sampling (0: off)")
     gen.add_argument("--min-p", type=float, default=0.0, help="min-p sampling (0: off)")
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--system", help="system prompt")
     gen.add_argument("--experts-per-token", type=int, metavar="K",
                      help="route each token to K experts instead of the model's own number")
-    gen.add_argument("--max-kv-size", type=int, default=4096, help="context (KV cache) size")
+    gen.add_argument("--max-kv-size", type=int, default=DEFAULT_CONTEXT,
+                     help=f"context (KV cache) size ({DEFAULT_CONTEXT})")
     gen.add_argument("--no-routing", action="store_true", help="do not capture routing")
     gen.add_argument("--trace", type=Path, metavar="FILE",
                      help="write every token's routing as JSON Lines (docs/trace-format.md)")

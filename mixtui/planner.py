@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from mixtui.engine.messages import DEFAULT_CONTEXT
 from mixtui.errors import UsageError
 from mixtui.registry.spec import ModelSpec
 
 Verdict = Literal["fits", "tight", "does-not-fit"]
-DEFAULT_CONTEXT = 4096
 _RESERVE = 2 * 1024**3  # left to the OS and other programs where the budget is free RAM
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
+    DEFAULT_CONTEXT,
     EngineExited,
     Failed,
     Finished,
@@ -29,8 +30,8 @@ from mixtui.registry import ModelSpec, local_dir, missing_files, resolve
 class GenerateArgs:
     model: str
     prompt: str
-    max_tokens: int = 256
-    temp: float = 0.7
+    max_tokens: int = Sampling.max_tokens
+    temp: float = Sampling.temperature
     top_p: float = 1.0
     top_k: int = 0
     min_p: float = 0.0
@@ -40,7 +41,7 @@ class GenerateArgs:
     routing: bool = True
     trace: Path | None = None
     json: bool = False
-    max_kv_size: int = 4096
+    max_kv_size: int = DEFAULT_CONTEXT
 
 
 def check_args(args: GenerateArgs, spec: ModelSpec) -> None:

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from mixtui.engine.messages import DEFAULT_CONTEXT
 from mixtui.planner import Budget, memory_budget, plan
 from mixtui.registry import ModelSpec, load_registry, local_state
 
@@ -59,5 +60,5 @@ def run(as_json: bool) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); "
-          "fit counts weights + KV cache at 4096 tokens + 10 % working margin.")
+          f"fit counts weights + KV cache at {DEFAULT_CONTEXT} tokens + 10 % working margin.")
     return 0

@@ -14,6 +14,8 @@ from mixtui.routing.batch import RoutingBatch
 
 Phase = Literal["prompt", "generate"]
 
+DEFAULT_CONTEXT = 4096  # KV-cache size (max_kv_size) unless the user picks another
+
 
 # -- settings carried by commands -------------------------------------------------------------
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Load:
 
     path: str
     name: str
-    max_kv_size: int | None = 4096
+    max_kv_size: int | None = DEFAULT_CONTEXT
     experts_per_token: int | None = None
 
 

@@ -15,6 +15,7 @@ import mlx.nn as nn
 from mlx.utils import tree_reduce
 
 from mixtui.engine.messages import (
+    DEFAULT_CONTEXT,
     Finished,
     Generate,
     Loading,
@@ -53,7 +54,7 @@ class Session:
     """A model and tokenizer in memory, with the KV cache of the current conversation."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, config: dict[str, Any], path: str,
-                 name: str, max_kv_size: int | None = 4096):
+                 name: str, max_kv_size: int | None = DEFAULT_CONTEXT):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -75,7 +76,8 @@ class Session:
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str, name: str | None = None, max_kv_size: int | None = 4096,
+    def load(cls, path: str, name: str | None = None,
+             max_kv_size: int | None = DEFAULT_CONTEXT,
              progress: Callable[[Loading], None] | None = None) -> Session:
         """Load with mlx-lm, evaluating the weights layer by layer so progress is real."""
         from mlx_lm import load
