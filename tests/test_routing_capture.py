@@ -147,16 +147,31 @@ def test_prompt_tokens_are_the_chat_template(session: Session) -> None:
     assert [i for i in out.prompt_ids if i > 2] == list(range(5, 13))
 
 
-def _layer0_router_logits(session: Session, tokens: list[int]) -> np.ndarray:
-    """Layer 0's router logits for every token, computed from scratch without a cache."""
+def _router_logits(session: Session, tokens: list[int]) -> np.ndarray:
+    """Every MoE layer's router logits for every token, from scratch, without a cache.
+
+    An independent reference: the decoder layers are stepped through here by hand (no KV
+    cache, no capture), so (tokens, layers, E) can be compared with what capture recorded.
+    """
+    from mixtui.routing import adapters
+
     model = session.model
-    layer = model.layers[0]
+    assert session.adapter is not None
+    adapters.detach(session.adapter, model)  # the next generate attaches it again
     h = model.model.embed_tokens(mx.array(tokens)[None])
-    r = layer.self_attn(layer.input_layernorm(h), mask="causal", cache=None)
-    h = h + r
-    logits = layer.block_sparse_moe.gate(layer.post_attention_layernorm(h))  # (1, T, E)
+    per_layer = []
+    for layer in model.layers:
+        h = h + layer.self_attn(layer.input_layernorm(h), mask="causal", cache=None)
+        normed = layer.post_attention_layernorm(h)
+        per_layer.append(layer.block_sparse_moe.gate(normed)[0])  # (T, E)
+        h = h + layer.block_sparse_moe(normed)
+    logits = mx.stack(per_layer, axis=1).astype(mx.float32)  # (T, layers, E)
     mx.eval(logits)
-    return np.array(logits[0].astype(mx.float32))
+    return np.array(logits)
+
+
+def _layer0_router_logits(session: Session, tokens: list[int]) -> np.ndarray:
+    return _router_logits(session, tokens)[:, 0]
 
 
 def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
@@ -164,16 +179,18 @@ def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
     routing = out.routing
     sequence = out.prompt_ids + out.ids  # every token the model processed, in order
     assert len(routing) == len(sequence)
-    logits = _layer0_router_logits(session, sequence)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    np.testing.assert_allclose(routing.probs[:, 0], probs, atol=1e-4)
-    expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
-    assert_same_choices(routing.experts[:, 0], expected, probs)
-    # and not merely at a near-tie: most tokens route the same way with a clear margin
-    matches = [set(a.tolist()) == set(b.tolist()) for a, b in zip(routing.experts[:, 0], expected,
-                                                                   strict=True)]
-    assert sum(matches) >= len(matches) - 1
+    all_logits = _router_logits(session, sequence)
+    for layer in range(MOE_LAYERS):
+        logits = all_logits[:, layer]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        np.testing.assert_allclose(routing.probs[:, layer], probs, atol=1e-4)
+        expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
+        assert_same_choices(routing.experts[:, layer], expected, probs)
+        # and not merely at a near-tie: most tokens route the same way with a clear margin
+        matches = [set(a.tolist()) == set(b.tolist())
+                   for a, b in zip(routing.experts[:, layer], expected, strict=True)]
+        assert sum(matches) >= len(matches) - 1
 
 
 def test_long_prompt_in_several_prefill_chunks(session: Session) -> None:
