@@ -34,8 +34,9 @@ async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None
         assert app.focused is app.query_one(Input)
         await pilot.press(*"w5 w6 w7")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.generating)
-        await wait_for(pilot, lambda: not app.generating)
+        # The tiny model may finish between two polls: wait for its Finished, not the flag.
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        assert not app.generating
         user, answer = app.query(".turn-user").first(Static), app.query(".turn-model").last(Static)
         assert text_of(user) == "w5 w6 w7"
         assert app.turns[-1][0] == "assistant" and app.turns[-1][1]
