@@ -22,8 +22,8 @@ from mixtui.engine.messages import (
     Sampling,
     Tokens,
 )
-from mixtui.errors import MixtuiError, ModelNotLocal, UsageError
-from mixtui.registry import ModelSpec, local_dir, missing_files, resolve
+from mixtui.errors import MixtuiError, UsageError
+from mixtui.registry import ModelSpec, require_local, resolve
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,6 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
                              f"{spec.key}, not {k}.")
 
 
-def model_path(spec: ModelSpec) -> Path:
-    where = local_dir(spec)
-    if where is None:
-        size = spec.weight_bytes() / 1e9
-        raise ModelNotLocal(f"{spec.name} is not on this machine ({size:.1f} GB of weights); "
-                            f"download it with `hf download {spec.repo}` and run again.")
-    missing = missing_files(where)
-    if missing:
-        raise ModelNotLocal(f"{spec.name} is incomplete in {where} (missing "
-                            f"{', '.join(missing[:3])}); download it again.")
-    return where
-
-
 def _failure(event: Failed) -> MixtuiError:
     kind = UsageError if event.usage else MixtuiError
     return kind(event.reason, event.detail)
@@ -111,7 +98,7 @@ def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
 def run(args: GenerateArgs) -> int:
     spec = resolve(args.model)
     check_args(args, spec)
-    path = model_path(spec)
+    path = require_local(spec)
     engine = EngineProcess()
     with ExitStack() as stack:
         stack.callback(engine.close)

@@ -63,6 +63,20 @@ def local_dir(spec: ModelSpec) -> Path | None:
     return snapshot_dir(spec.repo, spec.revision)
 
 
+def require_local(spec: ModelSpec) -> Path:
+    """The model's directory, or ModelNotLocal saying what is missing and how to get it."""
+    where = local_dir(spec)
+    if where is None:
+        size = spec.weight_bytes() / 1e9
+        raise ModelNotLocal(f"{spec.name} is not on this machine ({size:.1f} GB of weights); "
+                            f"download it with `hf download {spec.repo}` and try again.")
+    missing = missing_files(where)
+    if missing:
+        raise ModelNotLocal(f"{spec.name} is incomplete in {where} (missing "
+                            f"{', '.join(missing[:3])}); download it again.")
+    return where
+
+
 def local_state(spec: ModelSpec) -> LocalState:
     where = local_dir(spec)
     if where is None:

@@ -25,7 +25,7 @@ from mixtui.engine.messages import (
 )
 from mixtui.errors import MixtuiError
 from mixtui.paths import log_dir
-from mixtui.registry import ModelSpec, local_dir, missing_files, resolve
+from mixtui.registry import ModelSpec, require_local, resolve
 from mixtui.tui.messages import EngineEvent
 from mixtui.tui.widgets.heatmap import RoutingHeatmap
 
@@ -81,10 +81,7 @@ class MixtuiApp(App[int]):
     def load_model(self, name: str) -> None:
         try:
             spec = resolve(name)
-            where = local_dir(spec)
-            if where is None or missing_files(where):
-                raise MixtuiError(f"{spec.name} is not on this machine; download it with "
-                                  f"`hf download {spec.repo}`, then pick it again.")
+            where = require_local(spec)
         except MixtuiError as exc:
             self.notice(str(exc))
             self._set_bar(f"[b]{name}[/b]: not available")
