@@ -9,6 +9,10 @@ cache, consuming every event as a real caller does. Reported per model: decode a
 tokens/s ratios (on/off, medians over rounds) and the extra MLX peak memory with capture on.
 Speeds are the session's own (docs/performance.md): prompt = request until the prompt's
 routing is on the host; decode = from then until the last token's routing is on the host.
+
+On Linux it runs MLX with the optimised BLAS that mixtui's engine process uses (see
+mixtui/engine/blas.py), restarting itself with it preloaded; `--bundled-blas` measures with
+MLX's own reference BLAS instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -24,6 +29,7 @@ from pathlib import Path
 import mlx.core as mx
 import platformdirs
 
+from mixtui.engine import blas
 from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
 from mixtui.engine.session import FLUSH_INTERVAL_S, Session
 from mixtui.engine.synthetic import make_model_dir, mixtral_config
@@ -132,7 +138,13 @@ def main() -> int:
     parser.add_argument("--mid-dir", type=Path, help="use this model folder as 'mid'")
     parser.add_argument("--per-token", default="nano",
                         help="models also run with a host read after every token (comma list)")
+    parser.add_argument("--bundled-blas", action="store_true",
+                        help="Linux: keep MLX's reference BLAS (the engine preloads a fast one)")
     args = parser.parse_args()
+    if not args.bundled_blas and blas.preloaded() is None and blas.fast_blas() is not None \
+            and not os.environ.get("MIXTUI_BENCH_REEXEC"):
+        env = blas.with_preload(dict(os.environ)) | {"MIXTUI_BENCH_REEXEC": "1"}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     paths = {"nano": PACKAGE_DIR / "models" / "nano", "mid": args.mid_dir}
     results = {}
     for name in args.models.split(","):
@@ -157,7 +169,8 @@ def main() -> int:
                 print(f"{name}: with a host read after every token instead: decode on/off "
                       f"{r['per_token_decode_ratio']:.3f}", flush=True)
     machine = {"platform": platform.platform(), "processor": platform.machine(),
-               "mlx": mx.__version__, "device": str(mx.default_device())}
+               "mlx": mx.__version__, "device": str(mx.default_device()),
+               "blas": blas.preloaded() or "bundled with mlx"}
     if args.json:
         print(json.dumps(results | {"machine": machine}, indent=2))
     else:

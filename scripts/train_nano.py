@@ -62,6 +62,8 @@ import numpy as np
 from mlx.utils import tree_flatten
 from mlx_lm.models.mixtral import Model, ModelArgs
 
+from mixtui.engine import blas
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "mixtui" / "models" / "nano"
 DEFAULT_CACHE = Path("~/.cache/mixtui/corpus").expanduser()
@@ -101,15 +103,6 @@ PROMPTS = (
     "Mr. Darcy",
     "The weather",
 )
-
-# Optimised BLAS libraries with a CBLAS interface, best first. BLIS is fastest here for
-# the one-row products that MLX's CPU gather_mm (the expert layers) is made of.
-FAST_BLAS_CANDIDATES = tuple(
-    f"/usr/lib/{arch}-linux-gnu/{name}"
-    for name in ("blis-pthread/libblis.so.4", "libblis.so.4", "libopenblas.so.0")
-    for arch in ("x86_64", "aarch64")
-) + ("/usr/lib64/libblis.so.4", "/usr/lib64/libopenblas.so.0")
-
 
 def log(message: str) -> None:
     """Print a progress line immediately."""
@@ -1074,16 +1067,10 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "mlx_device": str(mx.default_device()),
-        "blas": _preloaded_blas() or "bundled with mlx",
+        "blas": blas.preloaded() or "bundled with mlx",
         "python": platform.python_version(),
         "versions": versions,
     }
-
-
-def _preloaded_blas() -> str | None:
-    """The BLAS library this process runs with in LD_PRELOAD, if any."""
-    preload = os.environ.get("LD_PRELOAD", "").split(":")
-    return next((p for p in preload if "blis" in p or "openblas" in p), None)
 
 
 def file_sizes(out: Path) -> dict[str, int]:
@@ -1124,22 +1111,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def find_fast_blas() -> str | None:
-    """The first installed BLIS or OpenBLAS that exports ``cblas_sgemm``."""
-    import ctypes
-
-    for path in FAST_BLAS_CANDIDATES:
-        if not Path(path).exists():
-            continue
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if hasattr(library, "cblas_sgemm"):
-            return path
-    return None
-
-
 def maybe_reexec_with_fast_blas(args: argparse.Namespace) -> None:
     """On Linux, restart with a system BLIS or OpenBLAS preloaded (see the module docstring).
 
@@ -1147,13 +1118,11 @@ def maybe_reexec_with_fast_blas(args: argparse.Namespace) -> None:
     """
     if sys.platform != "linux" or args.bundled_blas or os.environ.get("MIXTUI_NANO_REEXEC"):
         return
-    library = find_fast_blas()
+    library = blas.fast_blas()
     if library is None:
         log("blas: no system BLIS/OpenBLAS found; MLX's bundled BLAS is slower (see --help)")
         return
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = ":".join(filter(None, [library, env.get("LD_PRELOAD")]))
-    env["MIXTUI_NANO_REEXEC"] = "1"
+    env = blas.with_preload(dict(os.environ)) | {"MIXTUI_NANO_REEXEC": "1"}
     log(f"blas: restarting with {library} preloaded")
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 

@@ -170,10 +170,6 @@ def _router_logits(session: Session, tokens: list[int]) -> np.ndarray:
     return np.array(logits)
 
 
-def _layer0_router_logits(session: Session, tokens: list[int]) -> np.ndarray:
-    return _router_logits(session, tokens)[:, 0]
-
-
 def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
     out = run(session, sampling=greedy(16))
     routing = out.routing
@@ -201,12 +197,14 @@ def test_long_prompt_in_several_prefill_chunks(session: Session) -> None:
     assert len(out.prompt[0].routing) == len(out.prompt_ids) == out.stats.prompt_tokens  # type: ignore[arg-type]
     routing = out.routing
     check_invariants(routing, DEFAULT_K)
-    logits = _layer0_router_logits(session, out.prompt_ids + out.ids)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    np.testing.assert_allclose(routing.probs[:, 0], probs, atol=1e-4)
-    expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
-    assert_same_choices(routing.experts[:, 0], expected, probs)
+    all_logits = _router_logits(session, out.prompt_ids + out.ids)
+    for layer in range(MOE_LAYERS):  # the last one is replayed beside the chunks
+        logits = all_logits[:, layer]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        np.testing.assert_allclose(routing.probs[:, layer], probs, atol=1e-4)
+        expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
+        assert_same_choices(routing.experts[:, layer], expected, probs)
 
 
 def test_capture_does_not_change_generation(session: Session) -> None:

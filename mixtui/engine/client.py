@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from mixtui.engine import blas
 from mixtui.engine.messages import Command, EngineExited, Event, Generate, Shutdown
 
 _CTX = mp.get_context("spawn")
@@ -43,7 +44,8 @@ class EngineProcess:
         self._cancel = _CTX.Event()
         self.process = _CTX.Process(target=serve, args=(child, self._cancel, log_path),
                                     name="mixtui-engine", daemon=True)
-        self.process.start()
+        with blas.preload_for_children():  # Linux: an optimised BLAS for MLX, if installed
+            self.process.start()
         child.close()
         self.exited: EngineExited | None = None
 

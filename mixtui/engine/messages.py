@@ -87,6 +87,7 @@ class ModelInfo:
     max_kv_size: int | None
     chat_template: bool
     vocab_size: int
+    device: str = ""  # where MLX runs, e.g. "gpu" or "cpu, OpenBLAS"
 
     @property
     def is_moe(self) -> bool:

@@ -5,6 +5,7 @@ Used inside the engine process (worker.py) and directly by benchmarks and tests.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,20 @@ class _PrefillCancelled(Exception):
 
 class EngineError(MixtuiError):
     """A failure inside the engine that the user can act on."""
+
+
+def _device_label() -> str:
+    """"gpu", or "cpu" with the BLAS it multiplies with (see engine/blas.py)."""
+    from mixtui.engine import blas
+
+    device = mx.default_device()
+    if device.type != mx.cpu:
+        return "gpu"
+    library = blas.preloaded()
+    if library is None:
+        return "cpu, bundled BLAS" if sys.platform == "linux" else "cpu"
+    return "cpu, " + ("BLIS" if "blis" in library else "OpenBLAS" if "openblas" in library
+                      else Path(library).name)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -138,7 +153,7 @@ class Session:
             active_params=g.active_params(self.top_k or None), weight_bytes=int(weight_bytes),
             kv_bytes_per_token=g.kv_bytes_per_token(), max_kv_size=self.max_kv_size,
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
-            vocab_size=g.vocab,
+            vocab_size=g.vocab, device=_device_label(),
         )
 
     # -- generation ---------------------------------------------------------------------------
