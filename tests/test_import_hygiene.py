@@ -26,7 +26,7 @@ NO_TEXTUAL = core_modules()
 # What the UI process loads before its first frame must not pull in MLX (about 2 s).
 NO_MLX = [
     "mixtui.registry", "mixtui.routing.batch", "mixtui.engine.messages", "mixtui.engine.client",
-    "mixtui.cli", "mixtui.planner", "mixtui.tui.app",
+    "mixtui.cli", "mixtui.planner", "mixtui.tui.app", "mixtui.settings", "mixtui.conversation",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 
