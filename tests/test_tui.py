@@ -1,17 +1,35 @@
-"""The TUI driven by Pilot against a real engine process and a tiny random Mixtral."""
+"""The TUI driven by Pilot against real engine processes and tiny random models.
+
+Slot 2 of the model bar (mistral-7b-instruct) is overridden in the user's models.toml with a
+tiny dense model on disk, so switching runs two real engines; the other real models are
+absent from the (empty) Hugging Face cache, as on a fresh machine.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from mixtui.engine.messages import Sampling
+from mixtui.registry.spec import Geometry
+from mixtui.routing.trace import read_trace
 from mixtui.tui.app import MixtuiApp
+from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
 from mixtui.tui.widgets.heatmap import RoutingHeatmap
+from mixtui.tui.widgets.token_strip import TokenStrip
+
+pytestmark = pytest.mark.usefixtures("empty_hf_cache", "fixed_budget")
+
+LONG = Sampling(temperature=0.0, max_tokens=5000)  # this random model never says EOS
 
 
 async def wait_for(pilot: Pilot, condition, timeout: float = 30.0) -> None:
@@ -21,52 +39,370 @@ async def wait_for(pilot: Pilot, condition, timeout: float = 30.0) -> None:
         await pilot.pause(0.05)
 
 
-def text_of(widget: Static) -> str:
+def text_of(widget) -> str:
     content = widget.render()
     return content.plain if isinstance(content, Text) else str(content)
 
 
+def notices(app: MixtuiApp) -> list[str]:
+    return [text_of(w) for w in app.query(".notice").results(Static)]
+
+
+def override_slot_2(config_dir: Path, model_dir: Path, config: dict) -> None:
+    """models.toml: key 2 (mistral-7b-instruct) becomes a tiny model on disk."""
+    g = Geometry.from_hf_config(config)
+    fields = {k: v for k, v in asdict(g).items()
+              if k not in ("tie_embeddings", "dtype_bytes") and (v or k not in
+                                                                 ("experts", "experts_per_token"))}
+    geometry = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items())
+    (config_dir / "models.toml").write_text(
+        f'[models.mistral-7b-instruct]\nname = "Tiny dense"\npath = "{model_dir}"\n'
+        f'kind = "chat"\n[models.mistral-7b-instruct.geometry]\n{geometry}\n')
+
+
+async def ready(pilot: Pilot, app: MixtuiApp) -> None:
+    await wait_for(pilot, lambda: app.info is not None)
+
+
+async def ask(pilot: Pilot, app: MixtuiApp, prompt: str) -> None:
+    app.query_one("#prompt", Input).value = prompt
+    app.query_one("#prompt", Input).focus()
+    await pilot.press("enter")
+
+
+# -- chat, routing, stats --------------------------------------------------------------------
 async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None:
-    app = MixtuiApp(str(tiny_moe_dir))
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=24))
     async with app.run_test(size=(140, 45)) as pilot:
-        await wait_for(pilot, lambda: app.info is not None)
-        assert "8 experts, 2 per token" in text_of(app.query_one("#model-bar", Static))
-        assert app.focused is app.query_one(Input)
+        await ready(pilot, app)
+        assert "8 experts, 2 per token" in text_of(app.query_one("#model-bar"))
+        assert app.focused is app.query_one("#prompt", Input)
         await pilot.press(*"w5 w6 w7")
         await pilot.press("enter")
-        # The tiny model may finish between two polls: wait for its Finished, not the flag.
         await wait_for(pilot, lambda: app.last_finish_reason is not None)
         assert not app.generating
-        user, answer = app.query(".turn-user").first(Static), app.query(".turn-model").last(Static)
+        user = app.query(".turn-user").first(Static)
+        answer = app.query(".turn-model").last(Static)
         assert text_of(user) == "w5 w6 w7"
-        assert app.turns[-1][0] == "assistant" and app.turns[-1][1]
-        assert text_of(answer) == app.turns[-1][1]
+        assert app.conversation.turns[-1][0] == "assistant"
+        assert text_of(answer) == app.conversation.turns[-1][1] != ""
+        conversation = app.conversation
+        stats = conversation.stats[-1]
+        assert len(conversation) == stats.prompt_tokens + stats.generation_tokens
+        routing = conversation.routing()
+        assert routing is not None and len(routing) == len(conversation)
         heatmap = text_of(app.query_one(RoutingHeatmap))
-        assert "L0" in heatmap and "L1" in heatmap and "share of assignments" in heatmap
-        assert app._counts is not None and app._counts.sum() > 0
-        stats = text_of(app.query_one("#stats", Static))
-        assert "TTFT" in stats and "tok/s" in stats and "MLX peak" in stats
+        assert "L0" in heatmap and "L1" in heatmap and "uniform" in heatmap
+        strip = app.query_one(TokenStrip)
+        assert "layer L0" in text_of(strip)
+        panel = "\n".join(text_of(w) for w in app.query_one("#stats").query(Static))
+        assert "TTFT" in panel and "tok/s" in panel
+        assert app._conv_counts is not None
+        assert app._conv_counts.sum() == len(conversation) * 2 * 2  # tokens x layers x k
 
 
 async def test_escape_stops_generation_and_keeps_partial_answer(tiny_moe_dir: Path) -> None:
-    # Greedy decoding of this random model runs for thousands of tokens without an EOS.
-    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=5000))
+    app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(140, 45)) as pilot:
-        await wait_for(pilot, lambda: app.info is not None)
-        app.query_one(Input).value = "w5 w6 w7 w8 w9 w10 w11 w12"
-        await pilot.press("enter")
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6 w7 w8 w9 w10 w11 w12")
         await wait_for(pilot, lambda: app._answer_text != "")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.generating, timeout=2.0)
-        assert app.turns[-1][0] == "assistant" and app.turns[-1][1]
         assert app.last_finish_reason == "cancelled"
-        assert len(app.turns[-1][1].split()) < 5000
+        role, text = app.conversation.turns[-1]
+        assert role == "assistant" and text and len(text.split()) < 5000
+        assert any("partial answer is kept" in n for n in notices(app))
+        # the next prompt goes on from there
+        app.settings.sampling = Sampling(temperature=0.0, max_tokens=3)
+        await ask(pilot, app, "w9")
+        await wait_for(pilot, lambda: app.last_finish_reason == "length")
+        assert [r for r, _ in app.conversation.turns] == ["user", "assistant"] * 2
 
 
-async def test_missing_model_is_reported_not_crashed(empty_hf_cache: Path) -> None:
-    app = MixtuiApp("mixtral-8x7b-instruct")
+# -- keys ------------------------------------------------------------------------------------
+async def test_single_keys_act_only_outside_the_input(tiny_moe_dir: Path,
+                                                      isolated_config_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=8))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        prompt = app.query_one("#prompt", Input)
+        strip = app.query_one(TokenStrip)
+        # in the input, keys are text
+        await pilot.press("e", "1", "right_square_bracket")
+        assert prompt.value == "e1]" and strip.colouring is True and strip.layer_index == 0
+        prompt.value = ""
+        await pilot.press("escape")  # idle: leaves the input
+        assert app.focused is not prompt
+        await pilot.press("right_square_bracket")
+        assert strip.layer_index == 1 and "layer L1" in text_of(strip)
+        await pilot.press("right_square_bracket")  # clamped at the last MoE layer
+        assert strip.layer_index == 1
+        await pilot.press("left_square_bracket")
+        assert strip.layer_index == 0
+        await pilot.press("e")
+        assert strip.colouring is False
+        saved = json.loads((isolated_config_dir / "settings.json").read_text())
+        assert saved["expert_colouring"] is False
+        await pilot.press("e")
+        assert strip.colouring is True
+        # the token cursor shows that token's routing
+        await pilot.press("t")
+        assert app.focused is strip
+        await pilot.press("home")
+        assert strip.cursor == 0
+        first = app.conversation.token(0).text
+        assert repr(first)[1:-1][:6] in text_of(app.query_one(RoutingHeatmap))
+        await pilot.press("right")
+        assert strip.cursor == 1
+        await pilot.press("end")
+        assert strip.cursor == len(app.conversation) - 1
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = text_of(app.screen.query_one("#help-keys"))
+        for key in ("Esc", "ctrl+q", "ctrl+p", "[  ]", "1 … 5", "e", "?"):
+            assert key in help_text
+        await pilot.press("1")  # single keys do nothing under a dialog
+        assert isinstance(app.screen, HelpScreen) and app.engine is not None
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("i")
+        assert app.focused is prompt
+        await pilot.press("escape")
+        await pilot.press("enter")
+        assert app.focused is prompt
+
+
+async def test_ctrl_q_quits_from_the_input(tiny_moe_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.2)
-        notices = [text_of(w) for w in app.query(".notice").results(Static)]
-        assert any("is not on this machine" in n for n in notices)
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6")
+        await wait_for(pilot, lambda: app._answer_text != "")
+        engine = app.engine
+        assert engine is not None
+        started = time.monotonic()
+        await pilot.press("ctrl+q")
+    assert time.monotonic() - started < 3.0
+    assert not engine.process.is_alive()
+
+
+# -- models ----------------------------------------------------------------------------------
+async def test_switching_models_ends_the_old_engine(tiny_moe_dir: Path, tiny_dense_dir: Path,
+                                                    dense_config: dict,
+                                                    isolated_config_dir: Path) -> None:
+    override_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
+    app = MixtuiApp(str(tiny_moe_dir), LONG)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        bar = text_of(app.query_one("#model-bar"))
+        assert "bundled" in bar and "on disk" in bar and "not here" in bar
+        # while answering, a model key stops the answer first, then switches
+        await ask(pilot, app, "w5 w6 w7")
+        await wait_for(pilot, lambda: app._answer_text != "")
+        old = app.engine
+        assert old is not None
+        await pilot.press("escape")  # stops
+        await wait_for(pilot, lambda: not app.generating, timeout=2.0)
+        await pilot.press("escape")  # leaves the input
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.info is not None and not app.info.is_moe)
+        assert app.engine is not old
+        await wait_for(pilot, lambda: not old.process.is_alive(), timeout=5.0)
+        assert "dense model" in text_of(app.query_one(RoutingHeatmap))
+        assert app.conversation.turns == []
+        # settings remember the model for the next launch
+        saved = json.loads((isolated_config_dir / "settings.json").read_text())
+        assert saved["last_model"] == "mistral-7b-instruct"
+        # a model that is not on disk: a message with its size and what to do, nothing stops
+        dense_engine = app.engine
+        await pilot.press("3")
+        await pilot.pause(0.1)
+        assert app.engine is dense_engine
+        assert any("is not on this machine" in n and "GB" in n for n in notices(app))
+        await pilot.press("1")  # the bundled nano model
+        await wait_for(pilot, lambda: app.info is not None and app.info.name == "nano")
+    again = MixtuiApp()
+    assert again.model_name == "nano"
+
+
+async def test_switch_while_generating_stops_then_switches(tiny_moe_dir: Path,
+                                                           tiny_dense_dir: Path,
+                                                           dense_config: dict,
+                                                           isolated_config_dir: Path) -> None:
+    override_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
+    app = MixtuiApp(str(tiny_moe_dir), LONG)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6 w7")
+        await wait_for(pilot, lambda: app._answer_text != "")
+        app.set_focus(None)
+        await pilot.press("2")  # no Esc first: the switch stops the answer itself
+        await wait_for(pilot, lambda: app.info is not None and not app.info.is_moe)
+        assert app.last_finish_reason == "cancelled"
+
+
+async def test_a_model_that_does_not_fit_is_refused(tiny_moe_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "100MB")
+    app = MixtuiApp(str(tiny_moe_dir))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_for(pilot, lambda: bool(notices(app)))
         assert app.engine is None
+        message = notices(app)[0]
+        assert "needs" in message and "GB" in message and "smaller model" in message
+        assert "too big" in text_of(app.query_one("#model-bar"))
+
+
+# -- faults ----------------------------------------------------------------------------------
+async def test_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir), LONG)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6 w7")
+        await wait_for(pilot, lambda: app._answer_text != "")
+        assert app.engine is not None and app.engine.pid is not None
+        os.kill(app.engine.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: app.engine is None, timeout=5.0)
+        assert any("exited (code -9)" in n and "press r" in n.lower() for n in notices(app))
+        assert "code -9" in text_of(app.query_one("#model-bar"))
+        turns = list(app.conversation.turns)
+        assert [r for r, _ in turns] == ["user", "assistant"]  # the partial answer stays
+        app.set_focus(None)
+        await pilot.press("r")
+        await ready(pilot, app)
+        assert app.conversation.turns == turns
+        app.settings.sampling = Sampling(temperature=0.0, max_tokens=3)
+        await ask(pilot, app, "w8")
+        await wait_for(pilot, lambda: app.last_finish_reason == "length")
+        assert len(app.conversation.turns) == 4
+
+
+# -- palette actions and dialogs -------------------------------------------------------------
+async def test_palette_offers_every_action(tiny_moe_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert any(t.startswith("Switch model: nano") for t in titles)
+        for title in ("Clear conversation", "System prompt…",
+                      "Sampling settings…", "Experts per token…", "Save conversation…",
+                      "Load conversation…", "Export trace…", "Toggle expert colouring",
+                      "Reload engine", "Keys"):
+            assert title in titles
+        strip = app.query_one(TokenStrip)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Toggle expert")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: strip.colouring is False, timeout=5.0)
+
+
+async def test_dialogs_set_system_prompt_sampling_and_experts(tiny_moe_dir: Path,
+                                                              isolated_config_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        app.action_system_prompt()
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, AskScreen)
+        app.screen.query_one(Input).value = "Be brief."
+        await pilot.press("enter")
+        assert app.settings.system_prompt == "Be brief."
+        app.action_sampling()
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SamplingScreen)
+        app.screen.query_one("#f-temperature", Input).value = "hot"
+        await pilot.press("enter")
+        assert isinstance(app.screen, SamplingScreen)  # refused, with a sentence
+        assert "emperature" in text_of(app.screen.query_one("#error"))
+        app.screen.query_one("#f-temperature", Input).value = "0"
+        app.screen.query_one("#f-max_tokens", Input).value = "5"
+        await pilot.press("enter")
+        assert not isinstance(app.screen, SamplingScreen)
+        assert (app.settings.sampling.temperature, app.settings.sampling.max_tokens) == (0.0, 5)
+        app.action_experts_per_token()
+        await pilot.pause(0.1)
+        app.screen.query_one(Input).value = "9"
+        await pilot.press("enter")
+        assert isinstance(app.screen, AskScreen)  # out of range: refused
+        app.screen.query_one(Input).value = "1"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.info is not None and app.info.top_k == 1)
+        await ask(pilot, app, "w5")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        routing = app.conversation.routing()
+        assert routing is not None and routing.experts.shape[-1] == 1
+        saved = json.loads((isolated_config_dir / "settings.json").read_text())
+        assert saved["system_prompt"] == "Be brief."
+        assert saved["sampling"]["max_tokens"] == 5
+        assert list(saved["experts_per_token"].values()) == [1]
+    # a new launch starts from the saved settings
+    again = MixtuiApp()
+    assert again.settings.sampling.max_tokens == 5 and again.settings.system_prompt == "Be brief."
+
+
+async def test_save_load_and_export(tiny_moe_dir: Path, tmp_path: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=6))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6 w7")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        before = app.conversation
+        saved = tmp_path / "talk.json"
+        app.action_save_conversation()
+        await pilot.pause(0.1)
+        app.screen.query_one(Input).value = str(saved)
+        await pilot.press("enter")
+        assert saved.is_file()
+        trace = tmp_path / "talk.jsonl"
+        app.action_export_trace()
+        await pilot.pause(0.1)
+        app.screen.query_one(Input).value = str(trace)
+        await pilot.press("enter")
+        header, tokens, summary = read_trace(trace)
+        assert header["num_experts"] == 8 and len(tokens) == len(before)
+        assert summary is not None and summary["text"] == before.turns[-1][1]
+        app.action_clear()
+        await pilot.pause(0.1)
+        assert len(app.conversation) == 0 and not app.query(".turn-user")
+        app.action_load_conversation()
+        await pilot.pause(0.1)
+        app.screen.query_one(Input).value = str(saved)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        after = app.conversation
+        assert after.turns == before.turns and len(after) == len(before)
+        a, b = after.routing(), before.routing()
+        assert a is not None and b is not None and (a.probs == b.probs).all()
+        assert len(app.query(".turn-user")) == 1
+        assert app.query_one(TokenStrip).token_count == len(before)
+        # a file that is not a conversation: one sentence, nothing lost
+        bad = tmp_path / "bad.json"
+        bad.write_text("{}")
+        app.action_load_conversation()
+        await pilot.pause(0.1)
+        app.screen.query_one(Input).value = str(bad)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert any(n.startswith("Not loaded:") for n in notices(app))
+        assert app.conversation is after
+
+
+async def test_small_terminal_and_resizes(tiny_moe_dir: Path) -> None:
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=8))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        assert app.screen.has_class("narrow")
+        await ask(pilot, app, "w5")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        for size in ((140, 45), (60, 20), (80, 24), (200, 60)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.05)
+        assert not app.screen.has_class("narrow")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.05)
+        assert app.screen.has_class("narrow")

@@ -1,10 +1,28 @@
-"""The routing heatmap: one row per MoE layer, one column per expert, shade = gate weight."""
+"""The routing heatmap: layers down, experts across, for one token and for the shares so far.
+
+Three maps stacked vertically: the current token (chosen experts shaded by gate weight and
+labelled with it in %, the others shaded dimly by router probability), then each expert's
+share of the top-k assignments in this turn and in the whole conversation, shaded against
+the uniform share 1/E. It is a pure view: it gets numpy arrays and draws them.
+
+It is refreshed about 20 times a second while a model generates, for up to 56 layers, so it
+paints through the line API from rows of pre-built segments: every (shade, number) cell is
+a `Segment` made once, a row is a list lookup per cell, and nothing is parsed per refresh.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+
 import numpy as np
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import Static
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.widget import Widget
 
 # Expert colours, as in the Mixtral paper's Figure 8: one hue per expert.
 EXPERT_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
@@ -16,41 +34,415 @@ def expert_colour(expert: int) -> str:
     return EXPERT_COLOURS[expert % len(EXPERT_COLOURS)]
 
 
-def _shade(value: float) -> str:
-    level = int(round(40 + 215 * min(max(value, 0.0), 1.0)))
-    return f"#{level // 3:02x}{level // 2:02x}{level:02x}"
+def expert_ink(expert: int) -> str:
+    """Black or white: whichever reads better on the expert's colour."""
+    return _ink(expert_colour(expert))
 
 
-def render_heatmap(layers: tuple[int, ...], weights: np.ndarray, title: str) -> Text:
-    """weights: (moe_layers, num_experts) in [0, 1]; chosen experts' gate weights or shares."""
-    text = Text(f"{title}\n", style="bold")
-    num_experts = weights.shape[1] if weights.ndim == 2 else 0
-    text.append("     " + "".join(f"{e:>3}" for e in range(num_experts)) + "\n", style="dim")
-    for row, layer in enumerate(layers):
-        text.append(f"L{layer:<3} ", style="dim")
-        for e in range(num_experts):
-            value = float(weights[row, e])
-            text.append("   ", style=f"on {_shade(value)}" if value > 0 else "on #202020")
-        text.append("\n")
-    return text
+# -- shades ---------------------------------------------------------------------------------------
+LEVELS = 16  # shade steps of each ramp
+DIVERGING_STEPS = 8  # steps on each side of uniform
+DIVERGING_SPAN = 2.0  # log2(share / uniform) at the ends of the scale: 4x above, 1/4 below
+PROB_FULL = 0.5  # router probability at which an unchosen cell reaches its brightest shade
 
 
-class RoutingHeatmap(Static):
-    """Shows the latest token's routing and the conversation's expert shares."""
+def _mix(a: str, b: str, t: float) -> str:
+    """The colour a fraction t of the way from hex colour a to hex colour b."""
+    ca = [int(a[i:i + 2], 16) for i in (1, 3, 5)]
+    cb = [int(b[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
 
-    DEFAULT_CSS = "RoutingHeatmap { height: auto; }"
+
+def _ink(background: str) -> str:
+    """Black or white, whichever reads better on the background."""
+    r, g, b = (int(background[i:i + 2], 16) for i in (1, 3, 5))
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#ffffff"
+
+
+def _ramp(start: str, end: str, steps: int, bold: bool = False) -> list[Style]:
+    styles = []
+    for i in range(steps):
+        bg = _mix(start, end, i / (steps - 1))
+        styles.append(Style(color=_ink(bg), bgcolor=bg, bold=bold))
+    return styles
+
+
+CHOSEN_STYLES = _ramp("#6b4200", "#ffc94d", LEVELS, bold=True)  # by gate weight
+OTHER_STYLES = _ramp("#1a1a1a", "#3d4c66", LEVELS)  # by router probability
+# Below uniform (blue) .. uniform (grey) .. above uniform (red): 2 * DIVERGING_STEPS + 1.
+BELOW, UNIFORM, ABOVE = "#2f6fd0", "#2b2b2b", "#d6453d"
+SHARE_STYLES = (_ramp(BELOW, UNIFORM, DIVERGING_STEPS + 1)[:-1]
+                + _ramp(UNIFORM, ABOVE, DIVERGING_STEPS + 1))
+NO_DATA_STYLE = Style(color="#777777", bgcolor="#202020")
+
+TOKEN_NOTES = ("chosen: gate weight %; dim: router prob", "chosen: gate %; dim: router prob",
+               "chosen: gate %, dim: prob")
+TITLE = Style(bold=True)
+NOTE = Style(dim=True)
+LABEL = Style(dim=True)
+MAPS_CACHED = 16  # (kind of map, geometry) pairs whose rows are kept for reuse
+ROWS_PER_MAP = 1024  # rows kept per map: a repeated row is the same Strip, not repainted
+
+
+def _number(value: int, room: int, marker: str) -> str:
+    """A percentage in `room` cells, or a marker where it does not fit."""
+    text = f"{value:>{room}}"
+    return text if len(text) <= room else marker.rjust(room)
+
+
+# A cell is `width` characters: the figure in the first width - 1, then a space, so that
+# cells side by side stay apart without a separate gap segment (fewer segments per row).
+@lru_cache(maxsize=8)
+def _chosen_cells(width: int) -> list[Segment]:
+    """Segments for a chosen expert, indexed by level * 101 + percent."""
+    room = width - 1
+    return [Segment(("●".rjust(room) if room < 2 else _number(pct, room, "●")) + " ", style)
+            for style in CHOSEN_STYLES for pct in range(101)]
+
+
+@lru_cache(maxsize=8)
+def _other_cells(width: int) -> list[Segment]:
+    """Segments for an expert that was not chosen, indexed by level."""
+    return [Segment(" " * width, style) for style in OTHER_STYLES]
+
+
+@lru_cache(maxsize=8)
+def _share_cells(width: int) -> list[Segment]:
+    """Segments for a share, indexed by (steps + DIVERGING_STEPS) * 101 + percent."""
+    room = width - 1
+    cells = []
+    for level, style in enumerate(SHARE_STYLES):
+        sign = "+" if level > DIVERGING_STEPS else ("-" if level < DIVERGING_STEPS else "=")
+        for pct in range(101):
+            text = sign.rjust(room) if room < 2 else _number(pct, room, sign)
+            cells.append(Segment(text + " ", style))
+    return cells
+
+
+def _fitting(texts: tuple[str, ...], width: int) -> str:
+    """The first (longest) of the texts that fits the width, else the last."""
+    return next((t for t in texts if len(t) <= width), texts[-1])
+
+
+def _token_label(text: str, limit: int = 24) -> str:
+    """The token as Python would write it, so spaces and newlines show; cut to `limit`."""
+    shown = repr(text)
+    if len(shown) > limit:
+        shown = shown[:limit - 2] + "…" + shown[-1]
+    return shown
+
+
+class RoutingHeatmap(Widget):
+    """Shows one token's routing and the expert shares of this turn and of the conversation.
+
+    Call `show_token` and `show_shares` as data arrives (each keeps its latest data and all
+    maps are drawn together), `show_dense` for a model without experts and `show_message`
+    for a hint. `render()` returns what is painted, as rich Text, for tests and export.
+    """
+
+    DEFAULT_CSS = """
+    RoutingHeatmap {
+        height: auto;
+    }
+    """
+
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._layers: tuple[int, ...] = ()
+        # (experts (L, k), weights (L, k), probs (L, E), label, index)
+        self._token: tuple[np.ndarray, np.ndarray, np.ndarray, str, int | None] | None = None
+        self._shares: tuple[np.ndarray, np.ndarray] | None = None  # (L, E) counts each
+        self._text: str | None = "Send a prompt: each token's experts appear here."
+        # Lines of each part, built for self._width; None: build again when next needed.
+        self._width = 0
+        self._token_lines: list[Strip] | None = None
+        self._share_lines: list[Strip] | None = None
+        self._text_lines: list[Strip] | None = None
+        self._lines: list[Strip] = []  # all of them, as painted
+        self._rows: dict[tuple[int, int, int], dict[tuple[int, ...], Strip]] = {}
+        self._fixed_lines: dict[tuple[object, ...], Strip] = {}
+        # The widget's own colours, under every segment that sets none (texts, labels).
+        self._base = Style()
+        self._text_console = Console(width=80, color_system=None, legacy_windows=False)
+
+    # -- public API -------------------------------------------------------------------------
+    def show_token(self, layers: tuple[int, ...], experts: np.ndarray, weights: np.ndarray,
+                   probs: np.ndarray, label: str, index: int | None = None) -> None:
+        """One token's routing: experts and weights (L, k), router probabilities (L, E)."""
+        if experts.shape != weights.shape or experts.shape[0] != len(layers) \
+                or probs.shape[0] != len(layers):
+            raise ValueError(f"routing shapes do not match {len(layers)} layers: experts "
+                             f"{experts.shape}, weights {weights.shape}, probs {probs.shape}")
+        self._set_layers(layers)
+        self._token = (experts, weights, probs, label, index)
+        self._token_lines = None
+        self._changed()
+
+    def show_shares(self, layers: tuple[int, ...], turn_counts: np.ndarray,
+                    conversation_counts: np.ndarray) -> None:
+        """Top-k assignment counts (L, E) of this turn and of the whole conversation."""
+        if turn_counts.shape != conversation_counts.shape or turn_counts.shape[0] != len(layers):
+            raise ValueError(f"count shapes do not match {len(layers)} layers: "
+                             f"{turn_counts.shape}, {conversation_counts.shape}")
+        self._set_layers(layers)
+        self._shares = (turn_counts, conversation_counts)
+        self._share_lines = None
+        self._changed()
 
     def show_dense(self, name: str) -> None:
-        self.update(Text(f"{name} is a dense model: every token uses all of its parameters, "
-                         "so there are no experts to show.", style="italic"))
+        """Say that the model is dense: no experts, so nothing to map."""
+        self._show_text(f"{name} is a dense model: every token uses all of its parameters, "
+                        "so there are no experts to show.")
 
-    def show(self, layers: tuple[int, ...], token: np.ndarray, shares: np.ndarray,
-             label: str) -> None:
-        """token: (moe_layers, E) gate weights of one token; shares: (moe_layers, E) fractions."""
-        num_experts = token.shape[1]
-        text = render_heatmap(layers, token, f"token {label!r}: gate weight per expert")
-        text.append("\n")
-        text.append_text(render_heatmap(layers, shares * num_experts / 2,
-                                        f"conversation: share of assignments "
-                                        f"(uniform = {1 / num_experts:.0%})"))
-        self.update(text)
+    def show_message(self, text: str) -> None:
+        """Show a line of text instead of the maps (and forget the maps' data)."""
+        self._show_text(text)
+
+    # -- state ------------------------------------------------------------------------------
+    def _set_layers(self, layers: tuple[int, ...]) -> None:
+        layers = tuple(layers)
+        if self._text is not None or layers != self._layers:
+            # A message was shown, or another model: what was held no longer lines up.
+            if layers != self._layers:
+                self._rows.clear()  # rows are cached by position, labelled by layer
+            self._layers = layers
+            self._token = self._shares = None
+            self._token_lines = self._share_lines = None
+            self._text = None
+
+    def _show_text(self, text: str) -> None:
+        self._text = text
+        self._token = self._shares = None
+        self._token_lines = self._share_lines = self._text_lines = None
+        self._changed()
+
+    def _changed(self) -> None:
+        """Build what changed now and repaint only the lines that differ."""
+        if not self.is_mounted or self._width <= 0:
+            self.refresh(layout=True)
+            return
+        old = self._lines
+        new = self._build(self._width)
+        if len(new) != len(old):
+            self.refresh(layout=True)
+            return
+        # Rows come from a cache, so an unchanged row is the same Strip object.
+        dirty = [y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b]
+        if not dirty:
+            return
+        regions, start = [], dirty[0]
+        for previous, y in zip(dirty, dirty[1:] + [-1], strict=True):
+            if y != previous + 1:
+                regions.append(Region(0, start, self._width, previous + 1 - start))
+                start = y
+        self.refresh(*regions)
+
+    # -- layout -----------------------------------------------------------------------------
+    def _label_width(self) -> int:
+        return len(f"L{max(self._layers, default=0)}") + 1
+
+    def _num_experts(self) -> int:
+        if self._token is not None:
+            return int(self._token[2].shape[1])
+        if self._shares is not None:
+            return int(self._shares[0].shape[1])
+        return 0
+
+    def _cell_width(self, width: int) -> int:
+        """Cells of 4 characters where they fit, else 3 (numbers), else 2 (markers)."""
+        room = width - self._label_width()
+        experts = max(self._num_experts(), 1)
+        for cell in (4, 3):
+            if cell * experts <= room:
+                return cell
+        return 2
+
+    def _build(self, width: int) -> list[Strip]:
+        width = max(width, 1)
+        if width != self._width:
+            self._width = width
+            self._token_lines = self._share_lines = self._text_lines = None
+        if self._text is not None or (self._token is None and self._shares is None):
+            if self._text_lines is None:
+                self._text_lines = self._wrap(self._text or "", width)
+            self._lines = self._text_lines
+            return self._lines
+        cell = self._cell_width(width)
+        lines: list[Strip] = []
+        if self._token is not None:
+            if self._token_lines is None:
+                self._token_lines = self._token_map(width, cell)
+            lines += self._token_lines
+        if self._shares is not None:
+            if self._share_lines is None:
+                turn, conversation = self._shares
+                self._share_lines = [
+                    *self._share_map("this turn", turn, width, cell), self._blank(width),
+                    *self._share_map("whole conversation", conversation, width, cell)]
+            if lines:
+                lines.append(self._blank(width))
+            lines += self._share_lines
+        self._lines = lines
+        return lines
+
+    def _wrap(self, text: str, width: int) -> list[Strip]:
+        self._text_console.size = (width, 1)
+        wrapped = Text(text, style=self._base + Style(italic=True)).wrap(self._text_console,
+                                                                         width)
+        return [Strip(list(line.render(self._text_console))) for line in wrapped]
+
+    def _line(self, segments: list[Segment], width: int) -> Strip:
+        # Exactly `width` cells, so that Textual has no padding to add on each repaint.
+        return Strip(Segment.apply_style(segments, self._base)).adjust_cell_length(width,
+                                                                                  self._base)
+
+    def _blank(self, width: int) -> Strip:
+        return self._fixed(("blank",), list, width)
+
+    def _fixed(self, key: tuple[object, ...], make: Callable[[], list[Segment]],
+               width: int) -> Strip:
+        """A line that only changes with its key: the same Strip each time, so not repainted."""
+        full = (*key, width)
+        strip = self._fixed_lines.get(full)
+        if strip is None:
+            strip = self._fixed_lines[full] = self._line(make(), width)
+        return strip
+
+    def _header(self, width: int, cell: int, experts: int) -> Strip:
+        """Expert numbers above the columns, in the experts' colours."""
+        label_width = self._label_width()
+        return self._fixed(
+            ("header", label_width, cell, experts),
+            lambda: [Segment(" " * label_width)]
+            + [Segment(f"{e:>{cell - 1}} ", Style(color=expert_colour(e), bold=True))
+               for e in range(experts)],
+            width)
+
+    def _grid(self, kind: int, index_of: list[list[int]], table: list[Segment], width: int,
+              cell: int) -> list[Strip]:
+        """One Strip per layer; cells are `table[index]`. Rows are reused from a cache."""
+        if len(self._rows) > MAPS_CACHED:
+            self._rows.clear()
+        # Per kind of map and geometry: {(row number, *cell indices): Strip}.
+        cache = self._rows.setdefault((kind, width, cell), {})
+        if len(cache) > ROWS_PER_MAP:
+            cache.clear()
+        label_width = self._label_width()
+        row_width = label_width + cell * (len(index_of[0]) if index_of else 0)
+        labels: list[Segment] | None = None
+        pad = [Segment(" " * (width - row_width), self._base)] if width > row_width else []
+        strips = []
+        for r, row in enumerate(index_of):
+            key = (r, *row)
+            strip = cache.get(key)
+            if strip is None:
+                if labels is None:
+                    label_style = self._base + LABEL
+                    labels = [Segment(f"L{layer}".ljust(label_width), label_style)
+                              for layer in self._layers]
+                strip = Strip([labels[r], *[table[i] for i in row], *pad], max(width, row_width))
+                if row_width > width:
+                    strip = strip.crop(0, width)
+                cache[key] = strip
+            strips.append(strip)
+        return strips
+
+    def _token_map(self, width: int, cell: int) -> list[Strip]:
+        assert self._token is not None
+        experts, weights, probs, label, index = self._token
+        layers, num_experts = probs.shape
+        ids = experts.astype(np.int64)
+        chosen = np.zeros((layers, num_experts), dtype=bool)
+        gate = np.zeros((layers, num_experts), dtype=np.float64)
+        np.put_along_axis(chosen, ids, True, axis=1)
+        # nan_to_num: a broken model's NaN must not become a garbage table index.
+        np.put_along_axis(gate, ids, np.clip(np.nan_to_num(weights), 0.0, 1.0), axis=1)
+        pct = np.rint(gate * 100).astype(np.int64)
+        level = np.rint(gate * (LEVELS - 1)).astype(np.int64)
+        other = np.rint(np.clip(np.nan_to_num(probs) / PROB_FULL, 0.0, 1.0)
+                        * (LEVELS - 1)).astype(np.int64)
+        # One table: the chosen cells, then the others.
+        table = _chosen_cells(cell) + _other_cells(cell)
+        index_of = np.where(chosen, level * 101 + pct, LEVELS * 101 + other).tolist()
+        where = f"token {index} " if index is not None else "token "
+        title = self._line([Segment(where + _token_label(label), TITLE)], width)
+        note = self._fixed(("token note",), lambda: [Segment(_fitting(TOKEN_NOTES, width), NOTE)],
+                           width)
+        return [title, note, self._header(width, cell, num_experts),
+                *self._grid(0, index_of, table, width, cell)]
+
+    def _share_map(self, what: str, counts: np.ndarray, width: int, cell: int) -> list[Strip]:
+        num_experts = counts.shape[1]
+        uniform = 1.0 / num_experts
+        totals = counts.sum(axis=1, keepdims=True)
+        shares = counts / np.maximum(totals, 1)
+        ratio = np.log2(np.maximum(shares, 1e-12) / uniform)
+        steps = np.rint(np.clip(ratio / DIVERGING_SPAN, -1.0, 1.0) * DIVERGING_STEPS)
+        pct = np.rint(shares * 100).astype(np.int64)
+        index_of = (steps.astype(np.int64) + DIVERGING_STEPS) * 101 + pct
+        # Layers without a single assignment yet: the last entry of the table, "no data".
+        index_of[totals[:, 0] == 0] = len(SHARE_STYLES) * 101
+        table = _share_cells(cell) + [Segment("·".rjust(cell - 1) + " ", NO_DATA_STYLE)]
+        title = self._fixed(("share title", what), lambda: [Segment(_fitting(
+            (f"{what}: share of assignments", f"{what.split()[-1]}: share of assignments",
+             f"{what.split()[-1]}: shares"), width), TITLE)], width)
+        above, below = ("above", "below") if width >= 39 else (">", "<")
+        note = self._fixed(("share note", num_experts),
+                           lambda: [Segment(f"uniform = {100 * uniform:.1f} %; "
+                                            if width >= 31 else f"uniform {100 * uniform:.1f} %: ",
+                                            NOTE),
+                                    Segment("red", Style(color=ABOVE)),
+                                    Segment(f" {above}, ", NOTE),
+                                    Segment("blue", Style(color=BELOW)),
+                                    Segment(f" {below}", NOTE)],
+                           width)
+        return [title, note, self._header(width, cell, num_experts),
+                *self._grid(1, index_of.tolist(), table, width, cell)]
+
+    # -- Textual ----------------------------------------------------------------------------
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        if self._text is not None or (self._token is None and self._shares is None):
+            return min(container.width, Text(self._text or "").cell_len)
+        return self._label_width() + 4 * self._num_experts()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._build(width))
+
+    def on_resize(self) -> None:
+        self._build(self.size.width)
+
+    def on_mount(self) -> None:
+        self.notify_style_update()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self.is_mounted and self.rich_style != self._base:
+            self._base = self.rich_style  # a new theme: every line again, in its colours
+            self._rows.clear()
+            self._fixed_lines.clear()
+            self._token_lines = self._share_lines = self._text_lines = None
+            if self._width > 0:
+                self._build(self._width)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Layout may have measured other widths (get_content_height): build for this one.
+        if self._width != self.size.width:
+            self._build(self.size.width)
+            self.refresh()  # every line is new: nothing Textual cached for them still holds
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        # Called for every painted line: no look-ups here; _build keeps _lines current.
+        lines = self._lines
+        return lines[y] if y < len(lines) else Strip([])
+
+    def render(self) -> Text:
+        """What is painted, as rich Text (the widget itself paints line by line)."""
+        text = Text()
+        for y, line in enumerate(self._build(self._width or self.size.width or 44)):
+            if y:
+                text.append("\n")
+            for segment in line:
+                text.append(segment.text, segment.style)
+        return text
