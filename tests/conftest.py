@@ -90,3 +90,20 @@ def cli_env(isolated_config_dir: Path, empty_hf_cache: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.pop("NO_COLOR", None)
     return env
+
+
+def register_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
+                       name: str = "Tiny dense") -> None:
+    """The user's models.toml makes key 2 (mistral-7b-instruct) a tiny model on disk."""
+    import json
+    from dataclasses import asdict
+
+    from mixtui.registry.spec import Geometry
+
+    fields = {k: v for k, v in asdict(Geometry.from_hf_config(config)).items()
+              if k not in ("tie_embeddings", "dtype_bytes")
+              and (v or k not in ("experts", "experts_per_token"))}
+    geometry = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items())
+    (config_dir / "models.toml").write_text(
+        f'[models.mistral-7b-instruct]\nname = "{name}"\npath = "{model_dir}"\n'
+        f'kind = "chat"\n[models.mistral-7b-instruct.geometry]\n{geometry}\n')

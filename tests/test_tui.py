@@ -11,16 +11,15 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from conftest import register_in_slot_2
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from mixtui.engine.messages import Sampling
-from mixtui.registry.spec import Geometry
 from mixtui.routing.trace import read_trace
 from mixtui.tui.app import MixtuiApp
 from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
@@ -46,18 +45,6 @@ def text_of(widget) -> str:
 
 def notices(app: MixtuiApp) -> list[str]:
     return [text_of(w) for w in app.query(".notice").results(Static)]
-
-
-def override_slot_2(config_dir: Path, model_dir: Path, config: dict) -> None:
-    """models.toml: key 2 (mistral-7b-instruct) becomes a tiny model on disk."""
-    g = Geometry.from_hf_config(config)
-    fields = {k: v for k, v in asdict(g).items()
-              if k not in ("tie_embeddings", "dtype_bytes") and (v or k not in
-                                                                 ("experts", "experts_per_token"))}
-    geometry = "\n".join(f"{k} = {json.dumps(v)}" for k, v in fields.items())
-    (config_dir / "models.toml").write_text(
-        f'[models.mistral-7b-instruct]\nname = "Tiny dense"\npath = "{model_dir}"\n'
-        f'kind = "chat"\n[models.mistral-7b-instruct.geometry]\n{geometry}\n')
 
 
 async def ready(pilot: Pilot, app: MixtuiApp) -> None:
@@ -193,7 +180,7 @@ async def test_ctrl_q_quits_from_the_input(tiny_moe_dir: Path) -> None:
 async def test_switching_models_ends_the_old_engine(tiny_moe_dir: Path, tiny_dense_dir: Path,
                                                     dense_config: dict,
                                                     isolated_config_dir: Path) -> None:
-    override_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
+    register_in_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
     app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
@@ -232,7 +219,7 @@ async def test_switch_while_generating_stops_then_switches(tiny_moe_dir: Path,
                                                            tiny_dense_dir: Path,
                                                            dense_config: dict,
                                                            isolated_config_dir: Path) -> None:
-    override_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
+    register_in_slot_2(isolated_config_dir, tiny_dense_dir, dense_config)
     app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)

@@ -81,10 +81,13 @@ class MixtuiApp(App[int]):
     ]
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
-                 settings: Settings | None = None, persist: bool = True) -> None:
-        """`persist`: read and write settings.json (tests pass their own `settings`)."""
+                 settings: Settings | None = None, persist: bool = True,
+                 mask_live_figures: bool = False) -> None:
+        """`persist`: read and write settings.json (tests pass their own `settings`);
+        `mask_live_figures`: hide timing- and machine-dependent figures (snapshot tests)."""
         super().__init__()
         self.persist = persist
+        self.mask_live_figures = mask_live_figures
         warning = None
         if settings is None:
             settings, warning = load_settings() if persist else (Settings(), None)
@@ -121,7 +124,8 @@ class MixtuiApp(App[int]):
             with Container(id="side"):  # wide: two columns; narrow: one, scrolling
                 with VerticalScroll(id="routing"):
                     yield RoutingHeatmap(id="heatmap")
-                yield StatsPanel(id="stats")
+                yield StatsPanel(id="stats", masked=self.mask_live_figures,
+                                 system_interval=None if self.mask_live_figures else 1.0)
         yield Input(placeholder="Type a prompt and press Enter · Esc then ? for help",
                     id="prompt")
         yield Footer()
@@ -449,8 +453,12 @@ class MixtuiApp(App[int]):
             strip.append(texts, phases, top1_experts(routing.experts, routing.weights))
             self._conv_counts = self.conversation.counts().astype(float)
             self._turn_counts = np.zeros_like(self._conv_counts)
-            self.query_one(RoutingHeatmap).show_shares(info.moe_layers, self._turn_counts,
-                                                       self._conv_counts)
+            heatmap = self.query_one(RoutingHeatmap)
+            last = self.conversation.token(-1)
+            if last.routing is not None:
+                heatmap.show_token(info.moe_layers, *last.routing, last.text,
+                                   len(self.conversation) - 1)
+            heatmap.show_shares(info.moe_layers, self._turn_counts, self._conv_counts)
         else:
             strip.append(texts, phases, None)
         chat.scroll_end(animate=False)

@@ -81,6 +81,9 @@ def _rows(title: str, rows: list[tuple[str, str]], value_style: Style = VALUE) -
     return text
 
 
+MASK = "▒▒▒▒"  # stands for a figure hidden from snapshot tests
+
+
 class StatsPanel(Widget):
     """The model's size, the last answer's speed and memory, and the system's memory.
 
@@ -104,10 +107,14 @@ class StatsPanel(Widget):
     }
     """
 
-    def __init__(self, *, system_interval: float | None = 1.0, name: str | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, system_interval: float | None = 1.0, masked: bool = False,
+                 name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        """`masked`: show MASK instead of every figure that depends on the machine or on
+        timing (device, speeds, memory), for snapshot tests."""
         super().__init__(name=name, id=id, classes=classes)
         self.system_interval = system_interval
+        self.masked = masked
         self._info: ModelInfo | None = None
         self._stats: Stats | None = None
         self._running = False
@@ -172,8 +179,10 @@ class StatsPanel(Widget):
         self._show_system(layout=False)
 
     def _show_system(self, layout: bool) -> None:
-        self._system.update(_rows("system", [("engine", self._engine_memory()),
-                                             *self._machine_memory()]), layout=layout)
+        rows = [("engine", self._engine_memory()), *self._machine_memory()]
+        if self.masked:
+            rows = [(label, MASK) for label, _ in rows]
+        self._system.update(_rows("system", rows), layout=layout)
 
     # -- sections ---------------------------------------------------------------------------
     def _show_model(self) -> None:
@@ -191,7 +200,8 @@ class StatsPanel(Widget):
                 params, experts = f"{human_count(info.total_params)} (all active)", "none (dense)"
             context = (f"{info.max_kv_size:,} tokens" if info.max_kv_size
                        else "unbounded")
-            rows = [("name", info.name), ("device", info.device or UNKNOWN),
+            device = MASK if self.masked else info.device or UNKNOWN
+            rows = [("name", info.name), ("device", device),
                     ("params", params), ("experts", experts),
                     ("weights", human_bytes(info.weight_bytes)),
                     ("context", f"{context}, {human_bytes(info.kv_bytes_per_token)}/token")]
@@ -213,18 +223,19 @@ class StatsPanel(Widget):
         else:
             tokens = UNKNOWN
         width = max((self.size.width or 44) - LABEL_WIDTH, 1)
-        text = _rows("last answer", [
-            ("status", status),
-            ("tokens", tokens),
+        figures = [
             ("TTFT", UNKNOWN if s is None else f"{s.ttft_s * 1000:,.0f} ms"),
             ("prompt", human_speed(None if s is None else s.prompt_tps)),
             ("decode", human_speed(self._decode_tps)),
             ("KV cache", human_bytes(None if s is None else s.kv_cache_bytes)),
             ("MLX peak", human_bytes(None if s is None else s.peak_memory_bytes)),
-        ])
+        ]
+        if self.masked:
+            figures = [(label, MASK) for label, _ in figures]
+        text = _rows("last answer", [("status", status), ("tokens", tokens), *figures])
         text.append("\n")
         text.append("speed".ljust(LABEL_WIDTH), LABEL)
-        text.append(sparkline(self._speeds, width) or UNKNOWN, SPEED)
+        text.append(MASK if self.masked else sparkline(self._speeds, width) or UNKNOWN, SPEED)
         self._answer.update(text, layout=layout)
 
     def _engine_memory(self) -> str:
