@@ -41,14 +41,14 @@ async def tui(model: str, max_tokens: int) -> tuple[float, float, int]:
 
     app = MixtuiApp(model, Sampling(temperature=0.0, max_tokens=max_tokens), persist=False)
     seen: list[tuple[float, int]] = []  # (time, generated tokens so far) at each UI update
-    original = app._show_tokens
+    original = app._take_tokens
 
     def watch(event: Tokens) -> None:
         original(event)
         if event.phase == "generate":
             seen.append((time.perf_counter(), event.start + len(event.ids)))
 
-    app._show_tokens = watch  # type: ignore[method-assign]
+    app._take_tokens = watch  # type: ignore[method-assign]
     async with app.run_test(size=(140, 45)) as pilot:
         while app.info is None:
             await pilot.pause(0.05)

@@ -44,7 +44,7 @@ def text_of(widget) -> str:
 
 
 def notices(app: MixtuiApp) -> list[str]:
-    return [text_of(w) for w in app.query(".notice").results(Static)]
+    return app.chat.texts("notice")
 
 
 async def ready(pilot: Pilot, app: MixtuiApp) -> None:
@@ -68,11 +68,9 @@ async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.last_finish_reason is not None)
         assert not app.generating
-        user = app.query(".turn-user").first(Static)
-        answer = app.query(".turn-model").last(Static)
-        assert text_of(user) == "w5 w6 w7"
+        assert app.chat.texts("user") == ["w5 w6 w7"]
         assert app.conversation.turns[-1][0] == "assistant"
-        assert text_of(answer) == app.conversation.turns[-1][1] != ""
+        assert app.chat.texts("answer")[-1] == app.conversation.turns[-1][1] != ""
         conversation = app.conversation
         stats = conversation.stats[-1]
         assert len(conversation) == stats.prompt_tokens + stats.generation_tokens
@@ -172,8 +170,8 @@ async def test_ctrl_q_quits_from_the_input(tiny_moe_dir: Path) -> None:
         assert engine is not None
         started = time.monotonic()
         await pilot.press("ctrl+q")
-    assert time.monotonic() - started < 3.0
-    assert not engine.process.is_alive()
+    engine.process.join(timeout=max(0.1, started + 2.5 - time.monotonic()))
+    assert not engine.process.is_alive()  # gone within about 2 s of ctrl+q
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -355,7 +353,7 @@ async def test_save_load_and_export(tiny_moe_dir: Path, tmp_path: Path) -> None:
         assert summary is not None and summary["text"] == before.turns[-1][1]
         app.action_clear()
         await pilot.pause(0.1)
-        assert len(app.conversation) == 0 and not app.query(".turn-user")
+        assert len(app.conversation) == 0 and not app.chat.texts("user")
         app.action_load_conversation()
         await pilot.pause(0.1)
         app.screen.query_one(Input).value = str(saved)
@@ -365,7 +363,7 @@ async def test_save_load_and_export(tiny_moe_dir: Path, tmp_path: Path) -> None:
         assert after.turns == before.turns and len(after) == len(before)
         a, b = after.routing(), before.routing()
         assert a is not None and b is not None and (a.probs == b.probs).all()
-        assert len(app.query(".turn-user")) == 1
+        assert len(app.chat.texts("user")) == 1
         assert app.query_one(TokenStrip).token_count == len(before)
         # a file that is not a conversation: one sentence, nothing lost
         bad = tmp_path / "bad.json"

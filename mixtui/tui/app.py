@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input
 
 from mixtui.conversation import Conversation
 from mixtui.engine.client import EngineProcess
@@ -43,15 +42,23 @@ from mixtui.engine.messages import (
 from mixtui.errors import MixtuiError
 from mixtui.paths import log_dir
 from mixtui.registry import ModelSpec, require_local, resolve
-from mixtui.settings import Settings, load_settings, parse_sampling, save_settings
+from mixtui.settings import (
+    Settings,
+    load_settings,
+    parse_experts_per_token,
+    parse_sampling,
+    save_settings,
+)
 from mixtui.tui.messages import EngineEvent
 from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
+from mixtui.tui.widgets.chat import ChatLog
 from mixtui.tui.widgets.heatmap import RoutingHeatmap
 from mixtui.tui.widgets.model_bar import BarEntry, ModelBar
 from mixtui.tui.widgets.stats import StatsPanel
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
 
 BAR_SLOTS = 5  # models on the number keys
+UI_TICK_S = 0.1  # how often streaming tokens reach the widgets
 NARROW = 130  # below this many columns routing and stats share one narrower column
 
 
@@ -104,7 +111,8 @@ class MixtuiApp(App[int]):
         self.generating = False
         self.request_id = 0
         self.last_finish_reason: str | None = None
-        self._answer: Static | None = None
+        self._answer: int | None = None  # the streaming answer's block in the chat
+        self._answer_shown = 0  # characters of it on screen
         self._answer_text = ""
         self._pending_switch: str | None = None
         self._entries: list[ModelSpec] = []
@@ -112,14 +120,22 @@ class MixtuiApp(App[int]):
         self._conv_counts: np.ndarray | None = None  # (moe_layers, E) this conversation
         self._first_generated_at: float | None = None
         self._generated = 0
-        self._request_base = 0  # conversation token index where the current request starts
+        self._live_tps: float | None = None
+        self.starting = False  # an engine is being started and has not answered Ready yet
+        self._pending_prompt: str | None = None
+        self._closing = False
+        self.writing = False  # a conversation or trace file is being written
+        # Tokens arrive at ~20 Hz; the widgets are brought up to date at UI_TICK_S.
+        self._dirty = False
+        self._strip_buffer: list[tuple[list[str], list[str], np.ndarray | None]] = []
+        self._last_token: tuple[np.ndarray, np.ndarray, np.ndarray, str, int] | None = None
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield ModelBar(id="model-bar")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield VerticalScroll(id="chat")
+                yield ChatLog(id="chat")
                 yield TokenStrip(id="strip")
             with Container(id="side"):  # wide: two columns; narrow: one, scrolling
                 with VerticalScroll(id="routing"):
@@ -145,6 +161,7 @@ class MixtuiApp(App[int]):
             self.call_after_refresh(self._report_first_frame, report)
         # The registry scan and the engine start come after the first frame is on screen.
         self.call_after_refresh(self._start)
+        self.set_interval(UI_TICK_S, self._flush_ui)
 
     def _report_first_frame(self, path: str) -> None:
         Path(path).write_text(f"{time.time():.6f}\n")
@@ -164,7 +181,7 @@ class MixtuiApp(App[int]):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
-        self.screen.set_class(width < NARROW, "narrow")
+        self.screen_stack[0].set_class(width < NARROW, "narrow")  # the main screen
 
     # -- the model bar -----------------------------------------------------------------------
     def _refresh_bar(self) -> None:
@@ -193,8 +210,8 @@ class MixtuiApp(App[int]):
 
     # -- engine ------------------------------------------------------------------------------
     def load_model(self, name: str, keep_conversation: bool = False) -> None:
-        """End the current engine (its memory goes back) and start `name` in a new one."""
-        from mixtui.planner import plan
+        """End the current engine (its memory goes back), then start `name` in a new one."""
+        from mixtui.planner import Budget, memory_budget, plan
 
         try:
             spec = resolve(name)
@@ -204,7 +221,11 @@ class MixtuiApp(App[int]):
             if self.spec is None:
                 self._status(f"{name}: not available")
             return
-        fit = plan(spec, context=self.settings.max_kv_size)
+        budget = memory_budget()
+        held = self._engine_memory()  # what the engine we are about to end gives back
+        if held:
+            budget = Budget(budget.bytes + held, budget.source)
+        fit = plan(spec, context=self.settings.max_kv_size, budget=budget)
         if fit.verdict == "does-not-fit":
             self.notice(
                 f"{spec.name} needs {fit.need_bytes / 1e9:.1f} GB (weights "
@@ -212,112 +233,159 @@ class MixtuiApp(App[int]):
                 f"{self.settings.max_kv_size} tokens + margin) but this machine has "
                 f"{fit.budget.bytes / 1e9:.1f} GB ({fit.budget.source}); pick a smaller model.")
             return
-        self._close_engine()
+        old, self.engine = self.engine, None
         self.spec = spec
         self.model_name = spec.key
         self.info = None
+        self.generating = False
+        self._pending_prompt = None
         if not keep_conversation:
             self._new_conversation()
         self.engine_generation += 1
-        self.engine = EngineProcess(log_path=log_dir() / "engine.log")
-        self.engine.send(Load(str(where), spec.key, self.settings.max_kv_size,
-                              self.settings.experts_per_token.get(spec.key)))
+        self.starting = True
         self._status("starting the engine…")
-        self.query_one(StatsPanel).set_engine_pid(self.engine.pid)
-        self._pump_events(self.engine, self.engine_generation)
-        if self.settings.last_model != spec.key:
-            self.settings.last_model = spec.key
-            self._save_settings()
+        self.query_one(StatsPanel).set_engine_pid(None)
+        self._run_engine(old, Load(str(where), spec.key, self.settings.max_kv_size,
+                                   self.settings.experts_per_token.get(spec.key)),
+                         self.engine_generation)
 
-    def _close_engine(self) -> None:
-        engine, self.engine = self.engine, None
-        self.generating = False
-        if engine is not None:  # off the UI thread: a busy engine may take a moment
-            threading.Thread(target=engine.close, name="mixtui-close-engine",
-                             daemon=True).start()
+    def _engine_memory(self) -> int:
+        if self.engine is None or self.engine.pid is None or self.engine.exited is not None:
+            return 0
+        try:
+            import psutil
+
+            return int(psutil.Process(self.engine.pid).memory_info().rss)
+        except Exception:  # gone already: nothing to give back
+            return 0
 
     @work(thread=True, group="engine", exit_on_error=False,
-          description="forward engine events to the UI")
-    def _pump_events(self, engine: EngineProcess, generation: int) -> None:
-        for event in engine.events():
-            self.post_message(EngineEvent(event, generation))
+          description="end the old engine, start a new one, forward its events")
+    def _run_engine(self, old: EngineProcess | None, load: Load, generation: int) -> None:
+        if old is not None:
+            old.close()  # all its memory goes back before the new model comes in
+        try:
+            engine = EngineProcess(log_path=log_dir() / "engine.log")
+        except OSError as exc:
+            self.post_message(EngineEvent(Failed(None, f"The engine could not start ({exc}); "
+                                                 "check free memory and disk, then press r."),
+                                          generation))
+            return
+        self.call_from_thread(self._engine_started, engine, generation)
+        engine.send(load)
+        try:
+            for event in engine.events():
+                self.post_message(EngineEvent(event, generation))
+        except Exception as exc:  # a message that cannot be read: say so, do not hang
+            self.post_message(EngineEvent(Failed(None, f"internal error reading from the "
+                                                 f"engine: {exc!r}; please report it."),
+                                          generation))
+            engine.close()
+
+    def _engine_started(self, engine: EngineProcess, generation: int) -> None:
+        if generation != self.engine_generation or self._closing:
+            engine.close(timeout=1.0)  # a newer request replaced it meanwhile
+            return
+        self.engine = engine
+        self.query_one(StatsPanel).set_engine_pid(engine.pid)
 
     @on(EngineEvent)
     def _on_engine_event(self, message: EngineEvent) -> None:
         if message.generation != self.engine_generation:
             return  # from an engine that was replaced
         event = message.event
-        if isinstance(event, Loading):
-            self._status(f"{event.stage} {event.done}/{event.total}")
-        elif isinstance(event, Ready):
-            self._show_ready(event.info)
-        elif isinstance(event, Tokens):
-            self._show_tokens(event)
-        elif isinstance(event, Finished):
-            self._show_finished(event)
-        elif isinstance(event, Failed):
-            self._show_failed(event)
-        elif isinstance(event, EngineExited):
-            self._show_exited(event)
+        try:
+            if isinstance(event, Loading):
+                self._status(f"{event.stage} {event.done}/{event.total}")
+            elif isinstance(event, Ready):
+                self._show_ready(event.info)
+            elif isinstance(event, Tokens):
+                self._take_tokens(event)
+            elif isinstance(event, Finished):
+                self._show_finished(event)
+            elif isinstance(event, Failed):
+                self._show_failed(event)
+            elif isinstance(event, EngineExited):
+                self._show_exited(event)
+        except Exception as exc:  # a bug: keep the app and the conversation alive
+            self.log.error(f"handling {type(event).__name__}: {exc!r}")
+            self.notice(f"internal error while showing {type(event).__name__}: {exc!r}; "
+                        "please report it (the conversation is kept).")
 
     def _show_ready(self, info: ModelInfo) -> None:
         first = self.info is None
+        self.starting = False
         self.info = info
         self.conversation.info = info
         experts = (f"{info.num_experts} experts, {info.top_k} per token, "
                    f"{len(info.moe_layers)} MoE layers" if info.is_moe else "dense")
         self._status(f"ready · {experts}")
         self.query_one(StatsPanel).set_model(info)
-        strip = self.query_one(TokenStrip)
-        heatmap = self.query_one(RoutingHeatmap)
-        if info.is_moe:
-            strip.set_layers(info.moe_layers, num_experts=info.num_experts)
-            shape = (len(info.moe_layers), info.num_experts)
-            if self._conv_counts is None or self._conv_counts.shape != shape:
-                self._conv_counts = np.zeros(shape)
-                self._turn_counts = np.zeros(shape)
-            if first and not len(self.conversation):
-                heatmap.show_message("Send a prompt: each token's experts appear here.")
-        else:
-            strip.show_dense()
-            heatmap.show_dense(info.name)
+        self._rebuild_views()
+        if first and self.spec is not None and self.settings.last_model != self.spec.key:
+            self.settings.last_model = self.spec.key
+            self._save_settings()
         if first and self._pending_prompt is not None:
             text, self._pending_prompt = self._pending_prompt, None
             self._send(text)
 
-    _pending_prompt: str | None = None
-
     def _show_failed(self, event: Failed) -> None:
-        if self.generating and event.request_id == self.request_id:
-            self.generating = False
-            self.conversation.drop_unanswered()  # keep the turns alternating
-            if self._answer is not None and not self._answer_text:
-                self._answer.remove()
-                self._answer = None
+        self._flush_ui()
+        if self.info is None and (self.starting or self.engine is not None):
+            # The model did not load: end that engine, so that r or a model key can retry.
+            self.starting = False
+            engine, self.engine = self.engine, None
+            if engine is not None:
+                threading.Thread(target=engine.close, daemon=True).start()
+            self.query_one(StatsPanel).set_engine_pid(None)
+            self._restore_pending_prompt()
+            self._status("not loaded · r retries, 1-5 pick a model")
+        elif self.generating and event.request_id in (None, self.request_id):
+            self._end_answer("failed")
         self.notice(event.reason)
-        if self.info is None and self.spec is not None:
-            self._status("failed to load")
+        self._after_answer()
 
     def _show_exited(self, event: EngineExited) -> None:
+        self._flush_ui()
         if self.generating:
-            self._keep_partial_answer()
-        self.generating = False
+            self._end_answer("engine exited")
+        self.starting = False
         self.info = None
         self.engine = None
+        self._restore_pending_prompt()
         self.query_one(StatsPanel).set_engine_pid(None)
-        self.notice(f"{event.description}. Press r (or 'Reload engine' in ctrl+p) to start "
-                    "it again; the conversation is kept.")
+        self.notice(f"{event.description}; press r (or 'Reload engine' in ctrl+p) to start "
+                    f"it again, the conversation is kept (engine log: {log_dir()}).")
         self._status(f"engine exited (code {event.code}) · r reloads")
+        self._after_answer()
 
-    def _keep_partial_answer(self) -> None:
-        """The engine died mid-answer: what had arrived stays, as an answer cut short."""
+    def _end_answer(self, reason: str) -> None:
+        """The answer ended without a Finished: what had arrived stays, cut short."""
+        self.generating = False
+        self.last_finish_reason = reason
         if not self._answer_text:
             self.conversation.drop_unanswered()
+            if self._answer is not None:
+                self.chat.remove_block(self._answer)
+                self._answer = None
+            self._rebuild_views()
             return
         self.conversation.finish(Finished(self.request_id, self._answer_text, Stats(
             prompt_tokens=0, cached_tokens=0, generation_tokens=self._generated, ttft_s=0.0,
             prompt_tps=0.0, generation_tps=0.0, peak_memory_bytes=0, kv_cache_bytes=0,
-            finish_reason="engine exited")))
+            finish_reason=reason)))
+
+    def _restore_pending_prompt(self) -> None:
+        text, self._pending_prompt = self._pending_prompt, None
+        prompt = self.query_one("#prompt", Input)
+        if text is not None and not prompt.value:
+            prompt.value = text  # nothing the user typed is lost
+
+    def _after_answer(self) -> None:
+        """A switch asked for during the answer happens once it has ended, however it ended."""
+        if self._pending_switch is not None and not self.generating:
+            key, self._pending_switch = self._pending_switch, None
+            self.load_model(key)
 
     # -- chat --------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
@@ -325,17 +393,25 @@ class MixtuiApp(App[int]):
         text = event.value
         if not text.strip():
             return
-        if self.engine is None:
-            self.notice("No engine is running; press r to start it, or pick a model (1-5).")
-            return
         if self.generating:
             self.notice("Still answering; press Esc to stop it first.")
             return
-        event.input.value = ""
-        if self.info is None:  # still loading: send as soon as it is ready
+        if self.writing:
+            self.notice("A file is still being written; send again in a moment.")
+            return
+        if self.info is None and self.starting:  # still loading: send it when ready
+            if self._pending_prompt is not None:
+                self.notice("The model is still loading and your first prompt is waiting; "
+                            "send this one after it.")
+                return
+            event.input.value = ""
             self._pending_prompt = text
             self.notice("The model is still loading; your prompt goes out when it is ready.")
             return
+        if self.engine is None or self.info is None:
+            self.notice("No model is running; press r to start it again, or pick one (1-5).")
+            return
+        event.input.value = ""
         self._send(text)
 
     def _send(self, text: str) -> None:
@@ -344,124 +420,153 @@ class MixtuiApp(App[int]):
         if completion and self.conversation.turns and not text.startswith((" ", "\n")):
             text = " " + text.lstrip()
         self.conversation.add_user(text)
-        chat = self.query_one("#chat", VerticalScroll)
-        chat.mount(Static(Text(text.strip()), classes="turn-user"))
-        self._answer = Static("", classes="turn-model")
+        self.chat.add("user", text.strip())
+        self._answer = self.chat.add("answer")
         self._answer_text = ""
-        chat.mount(self._answer)
-        chat.scroll_end(animate=False)
+        self._answer_shown = 0
         self.request_id += 1
         self.generating = True
         self.last_finish_reason = None
         self._first_generated_at = None
         self._generated = 0
-        self._request_base = len(self.conversation)
         if self._turn_counts is not None:
             self._turn_counts[:] = 0
         self.query_one(TokenStrip).cursor = None
-        self.engine.send(Generate(self.request_id, tuple(self.conversation.turns),
-                                  system=self.settings.system_prompt or None,
+        self.engine.send(Generate(self.request_id, self.conversation.messages(),
+                                  system=self.conversation.system,
                                   sampling=self.settings.sampling, completion=completion))
 
-    def _show_tokens(self, event: Tokens) -> None:
-        if event.request_id != self.request_id:
+    def _take_tokens(self, event: Tokens) -> None:
+        """Record the tokens now; the widgets catch up at the next UI tick (`_flush_ui`)."""
+        if event.request_id != self.request_id or not self.generating:
             return
         self.conversation.add_tokens(event)
+        r = event.routing
+        top1 = None
+        if r is not None and self._conv_counts is not None and self._turn_counts is not None:
+            counts = np.zeros_like(self._conv_counts)
+            np.add.at(counts, (np.arange(len(counts))[None, :, None], r.experts), 1.0)
+            self._conv_counts += counts
+            self._turn_counts += counts
+            top1 = top1_experts(r.experts, r.weights)
+            self._last_token = (r.experts[-1], r.weights[-1], r.probs[-1], event.texts[-1],
+                                len(self.conversation) - 1)
+        self._strip_buffer.append((list(event.texts), [event.phase] * len(event.ids), top1))
         if event.phase == "generate":
             now = time.perf_counter()
             if self._first_generated_at is None:
                 self._first_generated_at = now
             self._generated += len(event.ids)
-            if self._answer is not None:
-                self._answer_text += "".join(event.texts)
-                self._answer.update(Text(self._answer_text))
-                self.query_one("#chat", VerticalScroll).scroll_end(animate=False)
+            self._answer_text += "".join(event.texts)
             elapsed = now - self._first_generated_at
-            tps = (self._generated - len(event.ids)) / elapsed if elapsed > 0.2 else None
-            self.query_one(StatsPanel).set_live(self._generated, tps)
-        strip = self.query_one(TokenStrip)
-        r = event.routing
-        if r is None or self.info is None or self._conv_counts is None:
-            strip.append(list(event.texts), [event.phase] * len(event.ids), None)
+            self._live_tps = (self._generated - len(event.ids)) / elapsed if elapsed > 0.2 \
+                else None
+        self._dirty = True
+
+    def _flush_ui(self) -> None:
+        """Bring the widgets up to date with what arrived since the last tick (~10 Hz)."""
+        if not self._dirty:
             return
-        strip.append(list(event.texts), [event.phase] * len(event.ids),
-                     top1_experts(r.experts, r.weights))
-        counts = np.zeros_like(self._conv_counts)
-        np.add.at(counts, (np.arange(len(counts))[None, :, None], r.experts), 1.0)
-        self._conv_counts += counts
-        assert self._turn_counts is not None
-        self._turn_counts += counts
-        heatmap = self.query_one(RoutingHeatmap)
-        if strip.cursor is None:  # a token picked with the cursor stays on show
-            heatmap.show_token(self.info.moe_layers, r.experts[-1], r.weights[-1],
-                               r.probs[-1], event.texts[-1], len(self.conversation) - 1)
-        heatmap.show_shares(self.info.moe_layers, self._turn_counts, self._conv_counts)
+        self._dirty = False
+        strip = self.query_one(TokenStrip)
+        for texts, phases, top1 in self._strip_buffer:
+            strip.append(texts, phases, top1)
+        self._strip_buffer.clear()
+        if self._answer is not None and len(self._answer_text) > self._answer_shown:
+            self.chat.append(self._answer_text[self._answer_shown:], self._answer)
+            self._answer_shown = len(self._answer_text)
+        info = self.info
+        if info is not None and info.is_moe and self._conv_counts is not None:
+            heatmap = self.query_one(RoutingHeatmap)
+            if strip.cursor is None and self._last_token is not None:
+                heatmap.show_token(info.moe_layers, *self._last_token)
+            assert self._turn_counts is not None
+            heatmap.show_shares(info.moe_layers, self._turn_counts, self._conv_counts)
+        if self.generating and self._generated:
+            self.query_one(StatsPanel).set_live(self._generated, self._live_tps)
 
     def _show_finished(self, event: Finished) -> None:
-        if event.request_id != self.request_id:
+        if event.request_id != self.request_id or not self.generating:
             return
+        self._flush_ui()
         self.generating = False
         self.last_finish_reason = event.stats.finish_reason
         self.conversation.finish(event)
         if self._answer is not None and event.text != self._answer_text:
             self._answer_text = event.text
-            self._answer.update(Text(event.text))
+            self.chat.set_text(self._answer, event.text)
+            self._answer_shown = len(event.text)
         if event.stats.finish_reason == "cancelled":
             self.notice("Stopped; the partial answer is kept.")
         self.query_one(StatsPanel).set_finished(event.stats)
-        if self._pending_switch is not None:
-            key, self._pending_switch = self._pending_switch, None
-            self.load_model(key)
+        self._after_answer()
 
     @on(TokenStrip.CursorMoved)
     def _show_cursor_token(self, message: TokenStrip.CursorMoved) -> None:
-        if self.info is None or not self.info.is_moe:
+        info = self.info or self.conversation.info
+        if info is None or not info.is_moe:
             return
         index = message.index
         if index is None or not 0 <= index < len(self.conversation):
             return
         token = self.conversation.token(index)
-        if token.routing is None:
-            return
-        experts, weights, probs = token.routing
-        self.query_one(RoutingHeatmap).show_token(self.info.moe_layers, experts, weights,
-                                                  probs, token.text, index)
+        if token.routing is not None:
+            self.query_one(RoutingHeatmap).show_token(info.moe_layers, *token.routing,
+                                                      token.text, index)
+
+    @on(ModelBar.Selected)
+    def _bar_clicked(self, message: ModelBar.Selected) -> None:
+        self.switch_model(message.key)
 
     # -- conversation ------------------------------------------------------------------------
     def _new_conversation(self) -> None:
-        self.conversation = Conversation(self.model_name, system=self.settings.system_prompt
-                                         or None)
-        self._conv_counts = self._turn_counts = None
-        for strip in self.query(TokenStrip):
-            strip.clear()
+        self.conversation = Conversation(self.model_name, info=self.info,
+                                         system=self.settings.system_prompt or None)
+        self._rebuild_views()
 
-    def _show_conversation(self) -> None:
-        """Redraw chat, strip and heatmaps from `self.conversation` (after a load)."""
-        chat = self.query_one("#chat", VerticalScroll)
-        chat.remove_children()
-        for role, content in self.conversation.turns:
-            chat.mount(Static(Text(content.strip()),
-                              classes="turn-user" if role == "user" else "turn-model"))
+    def _rebuild_views(self) -> None:
+        """Token strip, counts and heatmaps from `self.conversation`, the one source of truth."""
+        self._strip_buffer.clear()
+        self._last_token = None
         strip = self.query_one(TokenStrip)
+        heatmap = self.query_one(RoutingHeatmap)
         strip.clear()
+        info = self.info or self.conversation.info
+        n = len(self.conversation)
+        texts = list(self.conversation.texts)
+        phases = list(self.conversation.phases)
+        if info is None:
+            self._conv_counts = self._turn_counts = None
+            strip.append(texts, phases, None)
+            return
+        if not info.is_moe:
+            self._conv_counts = self._turn_counts = None
+            strip.show_dense()
+            heatmap.show_dense(info.name)
+            return
+        strip.set_layers(info.moe_layers, num_experts=info.num_experts)
         routing = self.conversation.routing()
-        texts = [self.conversation.token(i).text for i in range(len(self.conversation))]
-        phases = [self.conversation.token(i).phase for i in range(len(self.conversation))]
-        info = self.conversation.info
-        if routing is not None and info is not None and info.is_moe:
-            strip.set_layers(info.moe_layers, num_experts=info.num_experts)
-            strip.append(texts, phases, top1_experts(routing.experts, routing.weights))
-            self._conv_counts = self.conversation.counts().astype(float)
-            self._turn_counts = np.zeros_like(self._conv_counts)
-            heatmap = self.query_one(RoutingHeatmap)
-            last = self.conversation.token(-1)
-            if last.routing is not None:
-                heatmap.show_token(info.moe_layers, *last.routing, last.text,
-                                   len(self.conversation) - 1)
+        shape = (len(info.moe_layers), info.num_experts)
+        self._conv_counts = (self.conversation.counts().astype(float) if n and routing is not None
+                             else np.zeros(shape))
+        self._turn_counts = np.zeros(shape)
+        strip.append(texts, phases,
+                     top1_experts(routing.experts, routing.weights) if routing is not None
+                     else None)
+        last = self.conversation.token(-1) if n else None
+        if last is not None and last.routing is not None:
+            heatmap.show_token(info.moe_layers, *last.routing, last.text, n - 1)
             heatmap.show_shares(info.moe_layers, self._turn_counts, self._conv_counts)
         else:
-            strip.append(texts, phases, None)
-        chat.scroll_end(animate=False)
+            heatmap.show_message("Send a prompt: each token's experts appear here.")
+
+    def _show_conversation(self) -> None:
+        """Redraw the chat, strip and heatmaps from `self.conversation` (after a load)."""
+        self.chat.clear()
+        for role, content in self.conversation.turns:
+            self.chat.add("user" if role == "user" else "answer", content.strip())
+        self._answer = None
+        self._rebuild_views()
 
     # -- actions -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -496,16 +601,22 @@ class MixtuiApp(App[int]):
         self.switch_model(self._entries[number - 1].key)
 
     def switch_model(self, key: str) -> None:
-        if self.spec is not None and key == self.spec.key and self.engine is not None:
+        same = self.spec is not None and key == self.spec.key
+        if same and (self.engine is not None or self.starting):
+            assert self.spec is not None
             self.notice(f"{self.spec.name} is already the active model.")
             return
+        if same:  # its engine is gone: start it again, keeping the conversation
+            self.action_reload()
+            return
         if self.generating and self.engine is not None:
-            self._pending_switch = key  # after the answer stops (Finished)
+            self._pending_switch = key  # once the answer has stopped
             self.engine.cancel()
+            self.notice(f"Stopping the answer, then switching to {key}.")
             return
         self.load_model(key)
         if self.spec is not None and self.spec.key == key:
-            self.notice(f"Switched to {self.spec.name}: a new conversation.")
+            self.notice(f"Switching to {self.spec.name}: a new conversation.")
 
     def action_layer(self, step: int) -> None:
         strip = self.query_one(TokenStrip)
@@ -518,7 +629,7 @@ class MixtuiApp(App[int]):
         self._save_settings()
 
     def action_reload(self) -> None:
-        if self.engine is not None and self.engine.exited is None:
+        if self.starting or (self.engine is not None and self.engine.exited is None):
             self.notice("The engine is running; nothing to reload.")
             return
         self.load_model(self.model_name, keep_conversation=True)
@@ -528,10 +639,8 @@ class MixtuiApp(App[int]):
             self.notice("Still answering; press Esc to stop it first.")
             return
         self._new_conversation()
-        if self.info is not None:
-            self.conversation.info = self.info
-            self._show_ready(self.info)
-        self.query_one("#chat", VerticalScroll).remove_children()
+        self.chat.clear()
+        self._answer = None
         if self.engine is not None:
             self.engine.send(ResetConversation())
         self.notice("A new conversation.")
@@ -541,7 +650,7 @@ class MixtuiApp(App[int]):
             if text is None:
                 return
             self.settings.system_prompt = text.strip()
-            self.conversation.system = self.settings.system_prompt or None
+            self.conversation.system = self.settings.system_prompt or None  # next answer on
             self._save_settings()
             self.notice("System prompt set." if text.strip() else "System prompt cleared.")
 
@@ -565,20 +674,22 @@ class MixtuiApp(App[int]):
             return
 
         def check(text: str) -> str | None:
-            if text.strip() == "":
-                return None
-            if not text.strip().isdigit() or not 1 <= int(text) <= info.num_experts:
-                return f"Give a whole number from 1 to {info.num_experts}, or nothing for the " \
-                       f"model's own {info.default_top_k}."
+            try:
+                parse_experts_per_token(text, info.num_experts)
+            except MixtuiError as exc:
+                return str(exc)
             return None
 
         def done(text: str | None) -> None:
-            if text is None or self.engine is None or self.spec is None:
+            if text is None:
+                return
+            if self.engine is None or self.spec is None or self.info is None:
+                self.notice("No model is running; press r to start it, then set this again.")
                 return
             if self.generating:
-                self.notice("Still answering; press Esc to stop it first.")
+                self.notice("Still answering; press Esc to stop it first, then set this again.")
                 return
-            k = int(text) if text.strip() else None
+            k = parse_experts_per_token(text, info.num_experts)
             self.engine.send(SetExpertsPerToken(k))
             if k is None:
                 self.settings.experts_per_token.pop(self.spec.key, None)
@@ -593,15 +704,14 @@ class MixtuiApp(App[int]):
                                    f"{info.default_top_k}", str(info.top_k), check), done)
 
     def action_save_conversation(self) -> None:
+        if self.generating:
+            self.notice("Still answering; press Esc to stop it (or wait), then save.")
+            return
+
         def done(path: str | None) -> None:
-            if not path:
-                return
-            try:
-                self.conversation.save(Path(path).expanduser())
-            except (MixtuiError, OSError) as exc:
-                self.notice(f"Not saved: {exc}")
-                return
-            self.notice(f"Conversation saved to {path}.")
+            if path:
+                self._write_file(lambda p: self.conversation.save(p), path,
+                                 f"Conversation saved to {path}.", "Not saved")
 
         self.push_screen(AskScreen("save conversation", "File (JSON, with its routing)",
                                    _default_path("conversation", self.model_name, ".json")),
@@ -619,6 +729,12 @@ class MixtuiApp(App[int]):
             except (MixtuiError, OSError) as exc:
                 self.notice(f"Not loaded: {exc}")
                 return
+            problem = self._cannot_continue(loaded)
+            if problem:
+                self.notice(f"Not loaded: {problem}")
+                return
+            loaded.drop_unanswered()  # a question saved without its answer is asked again
+            loaded.info = self.info
             self.conversation = loaded
             self._show_conversation()
             if self.engine is not None:
@@ -636,15 +752,15 @@ class MixtuiApp(App[int]):
             self.notice("Nothing to export yet: send a prompt first.")
             return
 
+        if self.generating:
+            self.notice("Still answering; press Esc to stop it (or wait), then export.")
+            return
+
         def done(path: str | None) -> None:
-            if not path:
-                return
-            try:
-                self.conversation.export_trace(Path(path).expanduser(), info)
-            except (MixtuiError, OSError) as exc:
-                self.notice(f"Not exported: {exc}")
-                return
-            self.notice(f"Trace written to {path} (docs/trace-format.md).")
+            if path:
+                self._write_file(lambda p: self.conversation.export_trace(p, info), path,
+                                 f"Trace written to {path} (docs/trace-format.md).",
+                                 "Not exported")
 
         self.push_screen(AskScreen("export trace", "File (JSON Lines, mixtui-trace v1)",
                                    _default_path("trace", self.model_name, ".jsonl")), done)
@@ -673,11 +789,46 @@ class MixtuiApp(App[int]):
                             self.action_reload)
         yield SystemCommand("Keys", "the help screen (key ?)", self.action_help)
 
+    def _cannot_continue(self, loaded: Conversation) -> str | None:
+        """Why the active model cannot carry on `loaded` (its routing has another shape)."""
+        if self.info is None:
+            return "wait until the model has loaded, then load the conversation."
+        if self.generating:
+            return "the model is still answering; press Esc, then load it."
+        mine = (len(self.info.moe_layers), self.info.num_experts)
+        theirs = (loaded.layers, loaded.num_experts)
+        if len(loaded) and loaded.routing() is not None and theirs != mine:
+            return (f"it was held with {loaded.model} ({theirs[0]} MoE layers x {theirs[1]} "
+                    f"experts) and {self.info.name} has {mine[0]} x {mine[1]}; switch to "
+                    f"{loaded.model} first.")
+        return None
+
+    def _write_file(self, write: Callable[[Path], None], path: str, done: str,
+                    failed: str) -> None:
+        """Write a conversation or trace file off the UI thread; prompts wait for it."""
+        self.writing = True
+
+        def work() -> None:
+            try:
+                write(Path(path).expanduser())
+                message = done
+            except (MixtuiError, OSError) as exc:
+                message = f"{failed}: {exc}"
+            self.call_from_thread(self._written, message)
+
+        self.run_worker(work, thread=True, group="files", exit_on_error=False)
+
+    def _written(self, message: str) -> None:
+        self.writing = False
+        self.notice(message)
+
     # -- helpers -----------------------------------------------------------------------------
     def notice(self, text: str) -> None:
-        chat = self.query_one("#chat", VerticalScroll)
-        chat.mount(Static(Text(text), classes="notice"))
-        chat.scroll_end(animate=False)
+        self.chat.add("notice", text)
+
+    @property
+    def chat(self) -> ChatLog:
+        return self.query_one("#chat", ChatLog)
 
     def _save_settings(self) -> None:
         if not self.persist:
@@ -688,8 +839,14 @@ class MixtuiApp(App[int]):
             self.notice(f"Settings not saved: {exc}")
 
     def on_unmount(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
+        self._end_engine()
+
+    def _end_engine(self) -> None:
+        """Quitting: stop the engine within about a second, whatever it is doing."""
+        self._closing = True
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close(timeout=1.0)
 
 
 def run_app(model: str | None) -> int:
