@@ -362,11 +362,21 @@ def load_settings() -> tuple[Settings, str | None]:
     if problems:
         why = f" (it was written by a newer mixtui, version {version})" if newer else ""
         return settings, (f"Some settings in {path} were not used and are back to their "
-                          f"defaults{why}: {'; '.join(problems)}.")
+                          f"defaults{why}: {'; '.join(problems)}; {_copy_aside(path, raw)}.")
     if newer:
         return settings, (f"{path} was written by a newer mixtui (version {version}); the "
                           "settings this version does not know are ignored.")
     return settings, None
+
+
+def _copy_aside(path: Path, raw: bytes) -> str:
+    """Keep the file as it was (the next save rewrites it); says where, for the warning."""
+    bad = path.with_name(path.name + ".bad")
+    try:
+        atomic_write_text(bad, raw.decode("utf-8", errors="replace"))
+    except OSError as exc:
+        return f"the file could not be copied to {bad.name} ({exc.strerror or exc})"
+    return f"the file as it was is kept as {bad.name}"
 
 
 def _keep_bad(path: Path) -> str:

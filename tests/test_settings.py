@@ -123,7 +123,10 @@ def test_invalid_values_are_defaulted_and_named(isolated_config_dir: Path) -> No
                  'experts_per_token["bool"]', "expert_colouring", "max_kv_size"):
         assert name in warning
     assert "something_new" not in warning and "top_k" not in warning
-    assert not (isolated_config_dir / "settings.json.bad").exists()  # valid JSON stays put
+    # the file stays, and a copy as it was survives the next save, which rewrites it
+    assert settings_path().is_file() and "settings.json.bad" in warning
+    kept = json.loads((isolated_config_dir / "settings.json.bad").read_text(encoding="utf-8"))
+    assert kept == record
 
 
 def test_wrong_types_of_whole_sections(isolated_config_dir: Path) -> None:
