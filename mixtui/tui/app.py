@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -320,7 +321,8 @@ class MixtuiApp(App[int]):
         experts = (f"{info.num_experts} experts, {info.top_k} per token, "
                    f"{len(info.moe_layers)} MoE layers" if info.is_moe else "dense")
         self._status(f"ready · {experts}")
-        self.query_one(StatsPanel).set_model(info)
+        shown = info if self.spec is None else replace(info, name=self.spec.name)
+        self.query_one(StatsPanel).set_model(shown)
         self._rebuild_views()
         if first and self.spec is not None and self.settings.last_model != self.spec.key:
             self.settings.last_model = self.spec.key
@@ -542,7 +544,7 @@ class MixtuiApp(App[int]):
         if not info.is_moe:
             self._conv_counts = self._turn_counts = None
             strip.show_dense()
-            heatmap.show_dense(info.name)
+            heatmap.show_dense(self.spec.name if self.spec is not None else info.name)
             return
         strip.set_layers(info.moe_layers, num_experts=info.num_experts)
         routing = self.conversation.routing()
