@@ -6,8 +6,9 @@ Each round runs the same greedy request twice, in alternating order:
 - headless: `mixtui generate --model M --prompt P --max-tokens N --temp 0 --json` (a separate
   process, as a script would run it); its decode tokens/s as the engine reports it;
 - TUI: the real MixtuiApp under `App.run_test` (headless terminal, full rendering of every
-  update), the prompt typed into the input; its engine's decode tokens/s, and the decode
-  speed the UI itself saw (generated tokens shown / time from the first to the last update).
+  update) in a fresh process, the prompt typed into the input; its engine's decode tokens/s,
+  and the decode speed the UI itself saw (generated tokens shown / time from the first to
+  the last update).
 Reported: medians and the ratios TUI / headless (target >= 0.95).
 """
 
@@ -62,13 +63,27 @@ async def tui(model: str, max_tokens: int) -> tuple[float, float, int]:
     return stats.generation_tps, ui_tps, stats.generation_tokens
 
 
+def tui_in_fresh_process(model: str, max_tokens: int) -> tuple[float, float, int]:
+    """One TUI run in its own process, as a user starts it (the app lowers its UI thread's
+    priority, which a process's later children would inherit)."""
+    out = subprocess.run([sys.executable, __file__, "--one-tui-run", "--model", model,
+                          "--max-tokens", str(max_tokens)], capture_output=True, text=True,
+                         check=True)
+    engine_tps, ui_tps, tokens = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(engine_tps), float(ui_tps), int(tokens)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model", default="nano")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one-tui-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_tui_run:
+        print(json.dumps(asyncio.run(tui(args.model, args.max_tokens))))
+        return 0
     with tempfile.TemporaryDirectory() as config:
         os.environ["MIXTUI_CONFIG_DIR"] = config  # the user's settings stay untouched
         head: list[float] = []
@@ -81,7 +96,8 @@ def main() -> int:
                 if mode == "headless":
                     head.append(headless(args.model, args.max_tokens))
                 else:
-                    engine_tps, ui_tps, tokens = asyncio.run(tui(args.model, args.max_tokens))
+                    engine_tps, ui_tps, tokens = tui_in_fresh_process(args.model,
+                                                                      args.max_tokens)
                     engine_in_tui.append(engine_tps)
                     seen_in_tui.append(ui_tps)
     result = {

@@ -8,9 +8,11 @@ engine batches tokens). Switching models ends that process, which gives all its 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +61,7 @@ from mixtui.tui.widgets.stats import StatsPanel
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
 
 BAR_SLOTS = 5  # models on the number keys
+UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
 UI_TICK_S = 0.1  # how often streaming tokens reach the widgets
 NARROW = 130  # below this many columns routing and stats share one narrower column
 
@@ -128,6 +131,10 @@ class MixtuiApp(App[int]):
         self.writing = False  # a conversation or trace file is being written
         # Tokens arrive at ~20 Hz; the widgets are brought up to date at UI_TICK_S.
         self._dirty = False
+        # Engines are spawned from this one thread, created now at the caller's priority,
+        # so that they do not inherit the lower priority the UI thread takes on Linux.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtui-spawn")
+        self._spawner.submit(lambda: None).result()
         self._strip_buffer: list[tuple[list[str], list[str], np.ndarray | None]] = []
         self._last_token: tuple[np.ndarray, np.ndarray, np.ndarray, str, int] | None = None
 
@@ -148,6 +155,7 @@ class MixtuiApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        _lower_ui_thread_priority()
         self.query_one("#chat").border_title = "chat"
         self.query_one("#strip").border_title = "tokens"
         self.query_one("#routing").border_title = "routing"
@@ -266,7 +274,8 @@ class MixtuiApp(App[int]):
         if old is not None:
             old.close()  # all its memory goes back before the new model comes in
         try:
-            engine = EngineProcess(log_path=log_dir() / "engine.log")
+            # Started from the spawner thread, which keeps the normal priority (see on_mount).
+            engine = self._spawner.submit(EngineProcess, log_dir() / "engine.log").result()
         except OSError as exc:
             self.post_message(EngineEvent(Failed(None, f"The engine could not start ({exc}); "
                                                  "check free memory and disk, then press r."),
@@ -849,6 +858,24 @@ class MixtuiApp(App[int]):
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.close(timeout=1.0)
+
+
+def _lower_ui_thread_priority() -> None:
+    """Linux: the UI thread yields the CPU to the engine when both want it.
+
+    On a machine with few cores the engine (which keeps more than one core busy while it
+    decodes) and the UI's repainting compete; the model's speed is what the user came to
+    see, so the UI thread runs at nice 19. Linux applies a thread id's priority to that
+    thread alone; threads it creates later inherit it, hence the spawner thread above.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(current, UI_NICE))
+    except OSError:  # not allowed here: no matter
+        pass
 
 
 def run_app(model: str | None) -> int:
