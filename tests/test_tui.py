@@ -170,8 +170,12 @@ async def test_ctrl_q_quits_from_the_input(tiny_moe_dir: Path) -> None:
         assert engine is not None
         started = time.monotonic()
         await pilot.press("ctrl+q")
-    engine.process.join(timeout=max(0.1, started + 2.5 - time.monotonic()))
-    assert not engine.process.is_alive()  # gone within about 2 s of ctrl+q
+    assert time.monotonic() - started < 3.0  # the app is gone (the terminal is back)
+    # and so is the engine: the app ends it on the way out (a busy 2-core CI machine can
+    # make that take a little longer than on a desktop)
+    engine.process.join(timeout=max(0.1, started + 5.0 - time.monotonic()))
+    gone_after = time.monotonic() - started
+    assert not engine.process.is_alive(), f"engine alive {gone_after:.1f} s after ctrl+q"
 
 
 # -- models ----------------------------------------------------------------------------------

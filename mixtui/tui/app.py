@@ -273,9 +273,13 @@ class MixtuiApp(App[int]):
     def _run_engine(self, old: EngineProcess | None, load: Load, generation: int) -> None:
         if old is not None:
             old.close()  # all its memory goes back before the new model comes in
+        if self._closing:
+            return
         try:
             # Started from the spawner thread, which keeps the normal priority (see on_mount).
             engine = self._spawner.submit(EngineProcess, log_dir() / "engine.log").result()
+        except RuntimeError:  # the app is quitting: the spawner is shut down
+            return
         except OSError as exc:
             self.post_message(EngineEvent(Failed(None, f"The engine could not start ({exc}); "
                                                  "check free memory and disk, then press r."),
@@ -858,6 +862,7 @@ class MixtuiApp(App[int]):
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.close(timeout=1.0)
+        self._spawner.shutdown(wait=False)
 
 
 def _lower_ui_thread_priority() -> None:
