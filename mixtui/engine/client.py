@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from multiprocessing.connection import wait
@@ -106,4 +108,8 @@ class EngineProcess:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout)
+        if self.process.exitcode is None and self.process.pid is not None:
+            # Python never saw it end (e.g. its status was collected elsewhere): make sure.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.process.pid, signal.SIGKILL)
         self._conn.close()
