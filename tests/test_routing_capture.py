@@ -170,12 +170,10 @@ def _router_logits(session: Session, tokens: list[int]) -> np.ndarray:
     return np.array(logits)
 
 
-def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
-    out = run(session, sampling=greedy(16))
-    routing = out.routing
-    sequence = out.prompt_ids + out.ids  # every token the model processed, in order
-    assert len(routing) == len(sequence)
-    all_logits = _router_logits(session, sequence)
+def assert_matches_reference(routing: RoutingBatch, all_logits: np.ndarray) -> list[np.ndarray]:
+    """Each MoE layer's captured probs and experts against reference logits (tokens, layers, E);
+    returns the reference top-k experts per layer."""
+    tops = []
     for layer in range(MOE_LAYERS):
         logits = all_logits[:, layer]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -183,6 +181,17 @@ def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
         np.testing.assert_allclose(routing.probs[:, layer], probs, atol=1e-4)
         expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
         assert_same_choices(routing.experts[:, layer], expected, probs)
+        tops.append(expected)
+    return tops
+
+
+def test_routing_is_aligned_with_the_tokens(session: Session) -> None:
+    out = run(session, sampling=greedy(16))
+    routing = out.routing
+    sequence = out.prompt_ids + out.ids  # every token the model processed, in order
+    assert len(routing) == len(sequence)
+    for layer, expected in enumerate(assert_matches_reference(
+            routing, _router_logits(session, sequence))):
         # and not merely at a near-tie: most tokens route the same way with a clear margin
         matches = [set(a.tolist()) == set(b.tolist())
                    for a, b in zip(routing.experts[:, layer], expected, strict=True)]
@@ -197,14 +206,8 @@ def test_long_prompt_in_several_prefill_chunks(session: Session) -> None:
     assert len(out.prompt[0].routing) == len(out.prompt_ids) == out.stats.prompt_tokens  # type: ignore[arg-type]
     routing = out.routing
     check_invariants(routing, DEFAULT_K)
-    all_logits = _router_logits(session, out.prompt_ids + out.ids)
-    for layer in range(MOE_LAYERS):  # the last one is replayed beside the chunks
-        logits = all_logits[:, layer]
-        probs = np.exp(logits - logits.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        np.testing.assert_allclose(routing.probs[:, layer], probs, atol=1e-4)
-        expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
-        assert_same_choices(routing.experts[:, layer], expected, probs)
+    # every layer, the last included (mlx-lm never computes its output for prefill chunks)
+    assert_matches_reference(routing, _router_logits(session, out.prompt_ids + out.ids))
 
 
 def test_capture_does_not_change_generation(session: Session) -> None:
