@@ -1,0 +1,377 @@
+"""Plan a download, run it in a process of its own, report progress, cancel it within 2 s.
+
+huggingface_hub downloads with a pool of worker threads that do not stop when the main thread
+is interrupted, so the download runs in a child process: cancelling ends that process (it
+writes nothing a whole file could be mistaken for: huggingface_hub writes each file to a
+uniquely named `.incomplete` file and renames it only when it is complete), and the parent
+then removes the partial files it left. Progress is measured from the cache itself: the
+finished blobs and the growing `.incomplete` files of the files being fetched.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from mixtui.errors import MixtuiError
+from mixtui.hub.errors import DiskFull, HubError, describe, scrub
+
+# What MLX needs from a repository (as mlx-lm fetches it, minus code: mixtui never runs
+# code from a model repository).
+ALLOW_PATTERNS = ("*.json", "model*.safetensors", "tokenizer.model", "*.tiktoken",
+                  "tiktoken.model", "*.txt", "*.jinja")
+_RESERVE_MIN = 512 * 2**20  # free disk space kept after a download, at least
+_PROGRESS_WINDOW_S = 5.0  # speed is measured over this much recent time
+
+
+def hub_cache() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def storage_dir(repo: str) -> Path:
+    """The repository's folder in the Hugging Face cache (blobs/, refs/, snapshots/)."""
+    return hub_cache() / ("models--" + repo.replace("/", "--"))
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    etag: str  # the blob's name in the cache: SHA-256 for LFS files, git SHA-1 for others
+    lfs: bool
+    cached: bool
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What a download would fetch: the dry run, made before any byte is fetched."""
+
+    repo: str
+    revision: str | None
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def to_fetch(self) -> tuple[RemoteFile, ...]:
+        return tuple(f for f in self.files if not f.cached)
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        return sum(f.size for f in self.to_fetch)
+
+    @property
+    def snapshot(self) -> Path:
+        return storage_dir(self.repo) / "snapshots" / self.commit
+
+
+def plan_download(repo: str, revision: str | None = None,
+                  only: list[str] | None = None) -> DownloadPlan:
+    """Ask the Hub what the repository holds and what of it is not in the cache yet.
+
+    `only`: just these files (verify --repair); by default every file MLX needs.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # mixtui shows its own progress
+
+    patterns = list(only) if only is not None else list(ALLOW_PATTERNS)
+    try:
+        dry = snapshot_download(repo, revision=revision, allow_patterns=patterns, dry_run=True)
+        commit = dry[0].commit_hash if dry else HfApi().repo_info(repo, revision=revision).sha
+        assert commit is not None
+        tree = {f.path: f for f in HfApi().list_repo_tree(repo, revision=commit, recursive=True)
+                if isinstance(f, RepoFile)}
+    except MixtuiError:
+        raise
+    except Exception as exc:
+        raise describe(exc, repo, revision) from exc
+    files = []
+    for info in sorted(dry, key=lambda d: d.filename):
+        entry = tree.get(info.filename)
+        lfs = entry is not None and entry.lfs is not None
+        etag = (entry.lfs.sha256 if lfs and entry and entry.lfs else
+                entry.blob_id if entry is not None else "")
+        size = info.file_size if info.file_size is not None else (entry.size if entry else 0)
+        files.append(RemoteFile(info.filename, int(size), etag, lfs, not info.will_download))
+    if only is None and not any(f.path == "config.json" for f in files):
+        raise HubError(f"{repo} has no config.json, so it is not a model mixtui can run; pick an "
+                       "MLX conversion (e.g. from mlx-community).")
+    return DownloadPlan(repo, revision, commit, tuple(files))
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the file system that holds `path` (or its nearest existing parent)."""
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return 0
+
+
+def disk_reserve(need: int) -> int:
+    """Space to keep free after the download: MIXTUI_DOWNLOAD_RESERVE, else 2 % (>= 512 MiB)."""
+    from mixtui.planner import parse_size
+
+    override = os.environ.get("MIXTUI_DOWNLOAD_RESERVE")
+    if override:
+        return parse_size(override)
+    return max(_RESERVE_MIN, need // 50)
+
+
+def check_disk(plan: DownloadPlan) -> None:
+    """Refuse, with the numbers, a download the disk cannot take."""
+    need = plan.bytes_to_fetch
+    if need == 0:
+        return
+    free = free_disk(hub_cache())
+    reserve = disk_reserve(need)
+    if need + reserve > free:
+        raise DiskFull(f"{plan.repo} needs {gb(need)} more on disk (plus {gb(reserve)} kept "
+                       f"free) but {hub_cache()} has only {gb(free)} free; free "
+                       f"{gb(need + reserve - free)} or set HF_HUB_CACHE to a larger disk.")
+
+
+def gb(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{int(n)} B"
+
+
+@dataclass(frozen=True)
+class Progress:
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    speed: float  # bytes/s over the last few seconds
+    active: tuple[str, ...]  # files being written now
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.speed <= 0:
+            return None
+        return max(self.bytes_total - self.bytes_done, 0) / self.speed
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_done / self.bytes_total if self.bytes_total else 1.0
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    snapshot: Path | None = None
+    error: MixtuiError | None = None
+    cancelled: bool = False
+    removed_partials: list[str] = field(default_factory=list)
+
+
+class Download:
+    """One download of `plan`'s missing files, in a child process."""
+
+    def __init__(self, plan: DownloadPlan, files: list[RemoteFile] | None = None):
+        self.plan = plan
+        self.files = list(plan.to_fetch if files is None else files)
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self.outcome: Outcome | None = None
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def start(self) -> None:
+        remove_partials(self.plan.repo, self.files)  # left by a run that was killed outright
+        ctx = multiprocessing.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(
+            target=_child_main, name="mixtui-download", daemon=True,
+            args=(self.plan.repo, self.plan.revision, [f.path for f in self.files], sender,
+                  os.getpid()))
+        self._proc.start()
+        sender.close()
+        self._conn = receiver
+
+    # -- progress ---------------------------------------------------------------------------
+    def progress(self) -> Progress:
+        blobs = storage_dir(self.plan.repo) / "blobs"
+        sizes: dict[str, int] = {}
+        try:
+            with os.scandir(blobs) as entries:
+                for entry in entries:
+                    try:
+                        sizes[entry.name] = entry.stat().st_size
+                    except OSError:  # renamed or removed while we looked
+                        continue
+        except OSError:
+            pass
+        done = files_done = 0
+        active = []
+        for f in self.files:
+            if sizes.get(f.etag) == f.size:
+                done += f.size
+                files_done += 1
+                continue
+            prefix = f.etag + "."
+            partial = sum(s for n, s in sizes.items()
+                          if n.startswith(prefix) and n.endswith(".incomplete"))
+            if partial:
+                active.append(f.path)
+                done += min(partial, f.size)
+        now = time.monotonic()
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > _PROGRESS_WINDOW_S:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        speed = (done - b0) / (now - t0) if now - t0 >= 1.0 and done > b0 else 0.0
+        return Progress(files_done, len(self.files), done, self.bytes_total, max(speed, 0.0),
+                        tuple(active))
+
+    # -- completion -------------------------------------------------------------------------
+    def poll(self) -> Outcome | None:
+        """The outcome once the child has finished, else None (never blocks)."""
+        if self.outcome is not None:
+            return self.outcome
+        assert self._proc is not None and self._conn is not None
+        message = None
+        try:
+            if self._conn.poll():
+                message = self._conn.recv()
+        except (EOFError, OSError):
+            message = None
+        if message is None and self._proc.is_alive():
+            return None
+        self._proc.join(timeout=5)
+        if message is None:
+            code = self._proc.exitcode
+            self.outcome = Outcome(False, error=HubError(
+                f"The download process exited unexpectedly (code {code}); run the command "
+                "again (finished files are kept)."))
+        elif message[0] == "done":
+            self.outcome = Outcome(True, snapshot=Path(message[1]))
+        else:
+            _, kind, text, code, detail = message
+            error = DiskFull(text, detail) if kind == "DiskFull" else HubError(text, detail)
+            error.exit_code = code
+            self.outcome = Outcome(False, error=error)
+        if not self.outcome.ok:
+            self.outcome.removed_partials = remove_partials(self.plan.repo, self.files)
+        self._close()
+        return self.outcome
+
+    def wait(self, timeout: float | None = None, interval: float = 0.1) -> Outcome | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (outcome := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(interval)
+        return outcome
+
+    def cancel(self) -> Outcome:
+        """Stop now (SIGTERM, then SIGKILL), and remove the partial files it leaves."""
+        if self.outcome is not None:
+            return self.outcome
+        assert self._proc is not None
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=1.0)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(timeout=0.5)
+        self.outcome = Outcome(False, cancelled=True)
+        self.outcome.removed_partials = remove_partials(self.plan.repo, self.files)
+        self._close()
+        return self.outcome
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def remove_partials(repo: str, files: list[RemoteFile]) -> list[str]:
+    """Delete the `.incomplete` files of `files` that no running download is writing.
+
+    huggingface_hub holds a file lock per blob while it writes it; a partial file whose lock
+    can be taken belongs to a download that is over (cancelled, killed) and can never be
+    resumed (its name is unique to that download), so it is only wasted space.
+    """
+    from filelock import FileLock, Timeout
+
+    storage = storage_dir(repo)
+    blobs = storage / "blobs"
+    locks = hub_cache() / ".locks" / storage.name
+    removed = []
+    for f in files:
+        if not f.etag:
+            continue
+        leftovers = list(blobs.glob(f"{f.etag}*.incomplete")) if blobs.is_dir() else []
+        if not leftovers:
+            continue
+        lock_path = locks / f"{f.etag}.lock"
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(lock_path), timeout=0):
+                for path in leftovers:
+                    path.unlink(missing_ok=True)
+                    removed.append(f.path)
+        except Timeout:  # another download is writing this file right now
+            continue
+        except OSError:
+            continue
+    return sorted(set(removed))
+
+
+# -- the child process ----------------------------------------------------------------------
+def _watch_parent(parent: int) -> None:
+    """End this process if the one that started it is gone (killed outright)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _child_main(repo: str, revision: str | None, paths: list[str], conn: Connection,
+                parent: int) -> None:
+    # ctrl+c reaches the whole process group; the parent decides, and ends this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo, revision=revision, allow_patterns=paths)
+        conn.send(("done", str(path)))
+    except BaseException as exc:  # everything goes back to the parent as one sentence
+        error = describe(exc, repo, revision)
+        conn.send(("failed", type(error).__name__, str(error), error.exit_code,
+                   scrub(traceback.format_exc())))
+    finally:
+        conn.close()
+        sys.stdout.flush()

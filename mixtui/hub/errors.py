@@ -1,0 +1,119 @@
+"""What went wrong talking to the Hub, in one sentence that says what to do.
+
+huggingface_hub raises a family of exceptions (with the HTTP detail in them); the user needs
+to know which of a handful of things happened and what fixes it. A token never appears in a
+message: the exceptions do not carry it, and `scrub` removes it from any text shown anyway.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from mixtui.errors import MixtuiError, UsageError
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class HubError(MixtuiError):
+    """The Hub refused, could not be reached, or the disk could not take the files."""
+
+
+class HubNotFound(UsageError):
+    """No such repository or revision (a name to check: exit code 2)."""
+
+
+class DiskFull(HubError):
+    """Not enough free disk space for the files to fetch."""
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def scrub(text: str) -> str:
+    """`text` with any token the user has set replaced by a placeholder."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        token = os.environ.get(name)
+        if token and len(token) >= 4:
+            text = text.replace(token, "<token>")
+    return text
+
+
+def _has_token() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError:
+    """The MixtuiError that tells the user what `exc` means for downloading `repo`."""
+    from huggingface_hub.errors import (
+        DisabledRepoError,
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    rev = revision or "main"
+    if isinstance(exc, GatedRepoError):
+        action = ("your token's account has not been granted access: accept the licence on "
+                  f"{endpoint()}/{repo} with that account" if _has_token() else
+                  f"accept its licence on {endpoint()}/{repo}, then log in with `hf auth login` "
+                  "(or set HF_TOKEN)")
+        return HubError(f"{repo} is a gated repository; {action}, and run the command again.")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubNotFound(f"{repo} has no revision '{rev}'; check the branch, tag or commit "
+                           "hash (or leave out --revision for main).")
+    status = _status(exc)
+    if isinstance(exc, RepositoryNotFoundError) or status == 401:
+        if status == 401 and _has_token() and not _is_repo_not_found(exc):
+            return HubError("The Hub refused your token (401); log in again with "
+                            "`hf auth login` or fix HF_TOKEN, and run the command again.")
+        hint = ("" if _has_token() else
+                " If it is private, log in with `hf auth login` (or set HF_TOKEN).")
+        return HubNotFound(f"{repo} was not found on the Hub at {endpoint()}; check the name "
+                           f"(org/name, as on its model page).{hint}")
+    if isinstance(exc, DisabledRepoError):
+        return HubError(f"{repo} has been disabled by its owner; pick another repository.")
+    if isinstance(exc, OfflineModeIsEnabled):
+        return HubError("Offline mode is on (HF_HUB_OFFLINE=1); unset it to download, or use "
+                        "what is cached.")
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return DiskFull(f"The disk filled up while downloading{where}; free some space and run "
+                        "the command again (finished files are kept).")
+    if _is_connection_error(exc):
+        return HubError(f"The Hub at {endpoint()} cannot be reached or the connection dropped "
+                        f"({type(exc).__name__}); check the network and run the command again "
+                        "(finished files are kept), or use --offline for what is cached.")
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        return HubError(f"The Hub answered {status} for {repo}; try again later (finished files "
+                        "are kept).")
+    return HubError(scrub(f"Downloading {repo} failed ({type(exc).__name__}: {exc}); run the "
+                          "command again, or with --debug to see where."))
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _is_repo_not_found(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    return headers.get("X-Error-Code") == "RepoNotFound"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    # huggingface_hub's HTTP client (httpx2) raises TransportError subclasses for these
+    transport = any(cls.__name__ in ("TransportError", "TimeoutException")
+                    for cls in type(exc).__mro__)
+    if transport or isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and _is_connection_error(cause)
