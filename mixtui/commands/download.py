@@ -197,9 +197,10 @@ def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> 
                        f"offline; connect and run `mixtui verify {t.label} --repair`.")
     again = discard_bad(report)
     plan = plan_download(t.repo, report.commit, only=[f.path for f in again])
-    print(f"repairing {len(plan.to_fetch)} files, {gb(plan.bytes_to_fetch)}", file=sys.stderr)
+    print(f"repairing {len(plan.files)} files: fetching {len(plan.to_fetch)}, "
+          f"{gb(plan.bytes_to_fetch)}", file=sys.stderr)
     check_disk(plan)
-    outcome = run_download(plan)
+    outcome = run_download(plan, list(plan.files))  # intact blobs are only linked again
     if not outcome.ok:
         return _report_failure(outcome, plan, len(plan.files))
     report = verify(t.repo, report.commit, offline=True)

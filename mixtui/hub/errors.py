@@ -60,6 +60,8 @@ def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError
     )
 
     rev = revision or "main"
+    if type(exc).__name__ == "DryRunError" and exc.__cause__ is not None:
+        return describe(exc.__cause__, repo, revision)  # the dry run wraps what went wrong
     if isinstance(exc, GatedRepoError):
         action = ("your token's account has not been granted access: accept the licence on "
                   f"{endpoint()}/{repo} with that account" if _has_token() else

@@ -9,6 +9,7 @@ mixtui knows to be bad, until it is repaired or replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -178,18 +179,25 @@ def verify(repo: str, revision: str | None = None, *, offline: bool = False,
 
 
 def discard_bad(report: VerifyReport) -> list[RemoteFile]:
-    """Remove each bad file's link and blob so that a download fetches it again."""
+    """Remove each bad file's link and bad blob, so that a download puts it right.
+
+    A missing link whose blob is still in the cache and intact is only linked again (by the
+    download, without fetching); a blob that is not intact is removed and fetched again.
+    """
     again = []
+    blobs = report.snapshot.parent.parent / "blobs"
     for check in report.bad:
         link = report.snapshot / check.path
-        try:
-            blob = link.resolve(strict=True) if link.is_symlink() else None
-        except OSError:
-            blob = None
-        if blob is not None and blob.parent.name == "blobs":
+        f = check.file
+        blob = blobs / f.etag
+        if link.is_symlink():
+            with contextlib.suppress(OSError):
+                blob = link.resolve(strict=True)
+        intact = check.status == "missing" and check_file(
+            blobs, RemoteFile(blob.name, f.size, f.etag, f.lfs, True)).status == "ok"
+        if blob.parent == blobs and blob.is_file() and not intact:
             blob.unlink(missing_ok=True)
         link.unlink(missing_ok=True)
-        f = check.file
         again.append(RemoteFile(f.path, f.size, f.etag, f.lfs, False))
     return again
 
