@@ -107,3 +107,82 @@ def register_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
     (config_dir / "models.toml").write_text(
         f'[models.mistral-7b-instruct]\nname = "{name}"\npath = "{model_dir}"\n'
         f'kind = "chat"\n[models.mistral-7b-instruct.geometry]\n{geometry}\n')
+
+
+# --- A mock Hugging Face Hub (tests/mockhub.py) for real huggingface_hub downloads ---------
+
+
+def model_repo_files(model_dir: Path) -> dict[str, bytes]:
+    """Every file under `model_dir`, keyed by its posix path inside it: `MockHub.add_repo`'s
+    `files`, e.g. ``mock_hub.add_repo("test-org/tiny-moe", model_repo_files(tiny_moe_dir))``."""
+    return {path.relative_to(model_dir).as_posix(): path.read_bytes()
+            for path in sorted(model_dir.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def mock_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A started `MockHub` (its `url` is the HF_ENDPOINT), stopped after the test.
+
+    No token of the developer's reaches it: HF_TOKEN is unset and the token file is moved.
+    In-process calls must pass ``endpoint=mock_hub.url``, or use `hub_in_process`.
+    """
+    from huggingface_hub import constants
+    from mockhub import MockHub
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-hf-token"))
+    # With telemetry on, hf fetches {ENDPOINT}/api/agent-harnesses (the real Hub, in-process).
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    with MockHub() as hub:
+        yield hub
+
+
+_HUB_ENV_DROPPED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+                    "HF_TOKEN_PATH", "HUGGINGFACE_HUB_CACHE", "HF_XET_CACHE",
+                    "HUGGINGFACE_CO_STAGING", "HF_HUB_ENABLE_HF_TRANSFER", "NO_COLOR")
+
+
+@pytest.fixture
+def hub_env(mock_hub, tmp_path: Path, isolated_config_dir: Path) -> dict[str, str]:
+    """Environment for `python -m mixtui` subprocesses that download from `mock_hub`: online,
+    no token, an empty cache in tmp_path/"hf-home"/"hub", plain HTTP (no Xet), isolated
+    config and a fixed memory budget."""
+    home = tmp_path / "hf-home"
+    (home / "hub").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in _HUB_ENV_DROPPED}
+    env.update({
+        "HF_ENDPOINT": mock_hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "MIXTUI_CONFIG_DIR": str(isolated_config_dir),
+        "MIXTUI_MEMORY_BUDGET": FIXED_BUDGET,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+    })
+    return env
+
+
+@pytest.fixture
+def hub_in_process(mock_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`mock_hub`, made the default Hub of this process: huggingface_hub read HF_ENDPOINT and
+    the cache path at import, so its constants are patched (endpoint, cache in
+    tmp_path/"hf-home"/"hub", online, no Xet). Calls need no ``endpoint=`` then."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    cache.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HF_ENDPOINT", mock_hub.url)
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", mock_hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        mock_hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    return mock_hub
