@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                      parents=[common])
     parser.add_argument("--version", action="version", version=f"mixtui {__version__}")
     parser.add_argument("--model", help="model to open the TUI with (key, repo id or path)")
+    parser.add_argument("--force", action="store_true",
+                        help="load a model even if it does not fit the memory budget")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     models = sub.add_parser("models", parents=[common],
@@ -57,7 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--trace", type=Path, metavar="FILE",
                      help="write every token's routing as JSON Lines (docs/trace-format.md)")
     gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    gen.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
+                     help="generate even if the model does not fit the memory budget")
+    _add_hub_commands(sub, common)
     return parser
+
+
+def _add_hub_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    download = sub.add_parser("download", parents=[common],
+                              help="fetch a model's MLX weights from the Hub into the HF cache")
+    download.add_argument("model", metavar="KEY|REPO", help="model key or Hub repo id (org/name)")
+    download.add_argument("--revision",
+                          help="branch, tag or commit (default: the model's, or main)")
+    download.add_argument("--offline", action="store_true",
+                          help="use the cache only and say what is missing (as HF_HUB_OFFLINE=1)")
+    verify = sub.add_parser("verify", parents=[common],
+                            help="check a downloaded model's files against the Hub's sizes and "
+                                 "SHA-256")
+    verify.add_argument("model", metavar="KEY|REPO", help="model key or Hub repo id (org/name)")
+    verify.add_argument("--revision", help="branch, tag or commit (default: the model's, or main)")
+    verify.add_argument("--repair", action="store_true", help="fetch the bad files again")
+    verify.add_argument("--offline", action="store_true",
+                        help="check against the cached record only, never the network")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             from mixtui.commands import models
 
             return models.run(args.json)
+        if args.command == "download":
+            from mixtui.commands import download
+
+            return download.run(args.model, args.revision, args.offline)
+        if args.command == "verify":
+            from mixtui.commands import download
+
+            return download.run_verify(args.model, args.revision, args.repair, args.offline)
         if args.command == "generate":
             from mixtui.commands.generate import GenerateArgs, run
 
@@ -76,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 temp=args.temp, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
                 seed=args.seed, system=args.system, experts_per_token=args.experts_per_token,
                 routing=not args.no_routing, trace=args.trace, json=args.json,
-                max_kv_size=args.max_kv_size))
+                max_kv_size=args.max_kv_size, force=args.force))
         from mixtui.tui.app import run_app
 
-        return run_app(args.model)
+        return run_app(args.model, force=args.force)
     except MixtuiError as exc:
         if debug:
             traceback.print_exc()

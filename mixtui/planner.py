@@ -1,21 +1,40 @@
-"""Will a model fit? Weights + KV cache + a working margin against this machine's budget."""
+"""Will a model fit? Weights + KV cache + a working margin against this machine's budget.
+
+The weights come from the safetensors headers when the model is on disk (exact: what MLX
+will load), else from the geometry and quantization. A `Fit` explains itself in one
+sentence with the numbers and, when the model does not fit, what would: a shorter context,
+or smaller models of the registry.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from mixtui.engine.messages import DEFAULT_CONTEXT
-from mixtui.errors import UsageError
+from mixtui.errors import MixtuiError, UsageError
 from mixtui.registry.spec import ModelSpec
 
 Verdict = Literal["fits", "tight", "does-not-fit"]
+WeightsSource = Literal["safetensors", "geometry"]
+BudgetKind = Literal["override", "gpu", "ram"]
 _RESERVE = 2 * 1024**3  # left to the OS and other programs where the budget is free RAM
+_TIGHT = 0.85  # above this share of the budget a model is "tight"
+_MIN_CONTEXT = 512  # the shortest context suggested instead of the configured one
+_MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not believed
+_SYSTEM_SHARE = 8 * 2**30  # macOS: what raising the GPU's wired limit should leave the rest
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+class ModelTooBig(UsageError):
+    """The model would not fit this machine's memory budget (exit code 2; --force loads it)."""
 
 
 def parse_size(text: str) -> int:
@@ -31,23 +50,81 @@ def parse_size(text: str) -> int:
 class Budget:
     bytes: int
     source: str  # where the figure comes from, for the message
+    kind: BudgetKind = "ram"
 
 
 def memory_budget() -> Budget:
     """MIXTUI_MEMORY_BUDGET, else the GPU working set on Apple silicon, else available RAM."""
     override = os.environ.get("MIXTUI_MEMORY_BUDGET")
     if override:
-        return Budget(parse_size(override), "MIXTUI_MEMORY_BUDGET")
-    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return Budget(parse_size(override), "MIXTUI_MEMORY_BUDGET", "override")
+    if _apple_silicon():
         import mlx.core as mx  # mlx.core alone is quick to import; mlx_lm is not needed
 
         size = int(mx.device_info().get("max_recommended_working_set_size", 0))
         if size:
-            return Budget(size, "the GPU's recommended working set (iogpu.wired_limit_mb)")
+            return Budget(size, "the GPU's recommended working set, set by iogpu.wired_limit_mb",
+                          "gpu")
     import psutil
 
     available = psutil.virtual_memory().available
-    return Budget(max(available - _RESERVE, 0), "available memory minus a 2 GiB reserve")
+    return Budget(max(available - _RESERVE, 0), "available memory minus a 2 GiB reserve", "ram")
+
+
+def _apple_silicon() -> bool:
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def _total_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+# -- weights from the safetensors headers ----------------------------------------------------
+def _tensor_bytes(path: Path) -> int:
+    """Bytes of the tensors in one safetensors file, from its header alone."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path.name}: no header")
+        length = int.from_bytes(head, "little")
+        if length > min(_MAX_HEADER, size - 8):
+            raise ValueError(f"{path.name}: header length {length}")
+        header = json.loads(f.read(length))
+    total = 0
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = (int(x) for x in tensor["data_offsets"])
+        if not 0 <= start <= end <= size - 8 - length:
+            raise ValueError(f"{path.name}: {name} lies outside the file")
+        total += end - start
+    return total
+
+
+def safetensors_weight_bytes(model_dir: Path) -> int | None:
+    """Bytes of all the weights the model loads, read from the safetensors headers only:
+    the shards its index names, else every *.safetensors file. None when they are missing,
+    incomplete or unreadable (then the geometry gives the figure)."""
+    index = model_dir / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                                .values()))
+        else:
+            shards = sorted(p.name for p in model_dir.glob("*.safetensors"))
+        if not shards:
+            return None
+        return sum(_tensor_bytes(model_dir / str(name)) for name in shards)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# -- the verdict -----------------------------------------------------------------------------
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 10**8 else f"{n / 1e6:.1f} MB"
 
 
 @dataclass(frozen=True)
@@ -57,19 +134,157 @@ class Fit:
     kv_bytes: int
     margin_bytes: int
     budget: Budget
+    name: str = ""
+    context: int = DEFAULT_CONTEXT
+    weights_source: WeightsSource = "geometry"
+    # Only for does-not-fit: the longest context that would fit (None: none from 512 on),
+    # and, when there is none, the registry's models that fit.
+    fits_at_context: int | None = None
+    fits_at_context_verdict: Verdict = "fits"
+    smaller: tuple[str, ...] = ()
+    hint: str | None = None  # macOS: how to raise the GPU's wired-memory limit
 
     @property
     def need_bytes(self) -> int:
         return self.weight_bytes + self.kv_bytes + self.margin_bytes
 
+    @property
+    def reason(self) -> str:
+        """One sentence with the numbers (and what would fit), for `models` and the bar."""
+        return self.explain(hint=False)
 
-def plan(spec: ModelSpec, context: int = DEFAULT_CONTEXT, budget: Budget | None = None) -> Fit:
-    """Weights + KV cache at `context` tokens + 10 % (at least 256 MiB) for activations."""
+    def explain(self, *, context_option: str = "--max-kv-size {n}", force: str | None = None,
+                hint: bool = True) -> str:
+        """The verdict in one sentence, plus at most one hint sentence (macOS).
+
+        `context_option`: how the user picks another context ({n}: the tokens);
+        `force`: how to load the model anyway, said when it does not fit."""
+        source = ("from the safetensors headers" if self.weights_source == "safetensors"
+                  else "estimated from the geometry")
+        parts = (f"{_gb(self.weight_bytes)} of weights {source} + {_gb(self.kv_bytes)} of "
+                 f"KV cache at {self.context} tokens + {_gb(self.margin_bytes)} working margin")
+        need, budget = _gb(self.need_bytes), f"{_gb(self.budget.bytes)}"
+        name = self.name or "The model"
+        if self.verdict == "fits":
+            text = (f"{name} fits: it needs {need} ({parts}) of the {budget} budget "
+                    f"({self.budget.source}).")
+        elif self.verdict == "tight":
+            share = 100 * self.need_bytes / max(self.budget.bytes, 1)
+            text = (f"{name} is a tight fit: it needs {need} ({parts}), {share:.0f} % of the "
+                    f"{budget} budget ({self.budget.source}), so it may swap or slow down.")
+        else:
+            text = (f"{name} does not fit: it needs {need} ({parts}) but the budget is "
+                    f"{budget} ({self.budget.source}); {self._what_fits(context_option)}")
+            text += f"; {force} loads it anyway." if force else "."
+        if hint and self.hint:
+            text += " " + self.hint
+        return text
+
+    def _what_fits(self, context_option: str) -> str:
+        n = self.fits_at_context
+        if n is not None:
+            how = ("it would fit" if self.fits_at_context_verdict == "fits"
+                   else "it would just fit (tight)")
+            return f"{how} with a context of {n} tokens ({context_option.format(n=n)})"
+        shorter = f"even at {_MIN_CONTEXT} tokens of context it would not fit"
+        if len(self.smaller) > 1:
+            return f"{shorter}, but smaller models do: {', '.join(self.smaller)}"
+        if self.smaller:
+            return f"{shorter}, but a smaller model does: {self.smaller[0]}"
+        return f"{shorter}, and no smaller model in the registry fits either"
+
+
+def _verdict(need: int, budget: Budget) -> Verdict:
+    return ("fits" if need <= _TIGHT * budget.bytes
+            else "tight" if need <= budget.bytes else "does-not-fit")
+
+
+def _margin(weights: int) -> int:
+    """10 % of the weights, at least 256 MiB, for activations and MLX's own buffers."""
+    return max(weights // 10, 256 * 2**20)
+
+
+def _weights(spec: ModelSpec, model_dir: Path | None) -> tuple[int, WeightsSource]:
+    if model_dir is None:
+        from mixtui.registry.local import local_dir  # not at the top: local may import us
+
+        model_dir = local_dir(spec)
+    if model_dir is not None:
+        measured = safetensors_weight_bytes(model_dir)
+        if measured is not None:
+            return measured, "safetensors"
+    return spec.weight_bytes(), "geometry"
+
+
+def _longest_context(weights: int, per_token: int, limit: float) -> int | None:
+    """The longest context (a multiple of 1024, or 512) whose need stays within `limit`."""
+    if per_token <= 0:
+        return None
+    raw = math.floor((limit - weights - _margin(weights)) / per_token)
+    if raw >= 1024:
+        return raw // 1024 * 1024
+    return _MIN_CONTEXT if raw >= _MIN_CONTEXT else None
+
+
+def plan(spec: ModelSpec, context: int = DEFAULT_CONTEXT, budget: Budget | None = None, *,
+         model_dir: Path | None = None,
+         registry: dict[str, ModelSpec] | None = None) -> Fit:
+    """Weights + KV cache at `context` tokens + 10 % (at least 256 MiB) for activations.
+
+    `model_dir`: where the model is (default: the registry's local directory, if any);
+    `registry`: the models to suggest instead (default: the registry, read when needed)."""
     budget = budget or memory_budget()
-    weights = spec.weight_bytes()
-    kv = spec.kv_bytes_per_token() * context
-    margin = max(weights // 10, 256 * 2**20)
-    need = weights + kv + margin
-    verdict: Verdict = ("fits" if need <= 0.85 * budget.bytes
-                        else "tight" if need <= budget.bytes else "does-not-fit")
-    return Fit(verdict, weights, kv, margin, budget)
+    weights, source = _weights(spec, model_dir)
+    per_token = spec.kv_bytes_per_token()
+    kv = per_token * context
+    margin = _margin(weights)
+    verdict = _verdict(weights + kv + margin, budget)
+    fit = Fit(verdict, weights, kv, margin, budget, spec.name, context, source)
+    if verdict != "does-not-fit":
+        return fit
+    at_verdict: Verdict = "fits"
+    at_context = _longest_context(weights, per_token, _TIGHT * budget.bytes)
+    if at_context is None:
+        at_context, at_verdict = _longest_context(weights, per_token, budget.bytes), "tight"
+    smaller: tuple[str, ...] = ()
+    if at_context is None:
+        smaller = _smaller_models(spec, context, budget, registry)
+    return Fit(verdict, weights, kv, margin, budget, spec.name, context, source,
+               at_context, at_verdict, smaller,
+               _wired_limit_hint(weights + kv + margin, budget))
+
+
+def _smaller_models(spec: ModelSpec, context: int, budget: Budget,
+                    registry: dict[str, ModelSpec] | None) -> tuple[str, ...]:
+    """Keys of the registry's models that fit at `context` (fits first, then tight)."""
+    if registry is None:
+        from mixtui.registry.loader import load_registry
+
+        try:
+            registry = load_registry()
+        except MixtuiError:  # a broken models.toml is reported elsewhere
+            return ()
+    verdicts: dict[str, Verdict] = {}
+    for key, other in registry.items():
+        if key == spec.key or other == spec:
+            continue
+        weights, _ = _weights(other, None)
+        verdicts[key] = _verdict(weights + other.kv_bytes_per_token() * context
+                                 + _margin(weights), budget)
+    fitting = [k for k, v in verdicts.items() if v == "fits"]
+    return tuple(fitting or [k for k, v in verdicts.items() if v == "tight"])
+
+
+def _wired_limit_hint(need: int, budget: Budget) -> str | None:
+    """On Apple silicon, when the GPU's working set is the limit: how to raise it."""
+    if budget.kind != "gpu" or not _apple_silicon():
+        return None
+    total = _total_memory()
+    wanted = math.ceil(need / _TIGHT / 2**30) * 1024  # MB, so that the model fits
+    most = (total - _SYSTEM_SHARE) // 2**30 * 1024  # leave the system 8 GiB
+    limit_mb = min(wanted, most)
+    if limit_mb * 2**20 < need:
+        return None  # even the most it could be raised to would not be enough
+    return (f"macOS lets the GPU use only part of this Mac's {total / 2**30:.0f} GB; "
+            f"`sudo sysctl iogpu.wired_limit_mb={limit_mb}` raises that limit until the next "
+            "reboot, leaving less memory for the system and other programs.")

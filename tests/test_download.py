@@ -98,6 +98,21 @@ def test_fault_01_connection_dropped_mid_file_is_retried(repo: MockHub,
     assert mixtui(hub_env, "verify", REPO).returncode == 0
 
 
+def test_fault_01_big_file_cut_part_way_resumes_with_a_range_request(
+        mock_hub: MockHub, hub_env: dict[str, str]) -> None:
+    # huggingface_hub writes in 10 MiB chunks: past the first one, a cut resumes, not restarts
+    big = os.urandom(11 * 2**20)
+    mock_hub.add_repo("test-org/big", {"config.json": FILES["config.json"],
+                                       "model.safetensors": big})
+    mock_hub.drop_connection("test-org/big", "model.safetensors", after_bytes=int(10.5 * 2**20))
+    run = mixtui(hub_env, "download", "test-org/big")
+    assert run.returncode == 0, run.stderr
+    resumed = [r for r in mock_hub.requests
+               if r.method == "GET" and r.filename == "model.safetensors" and r.range]
+    assert resumed and resumed[0].range.startswith("bytes=10485760-")
+    assert (snapshot(hub_env, "test-org/big") / "model.safetensors").read_bytes() == big
+
+
 def test_fault_01_connection_that_keeps_dropping_fails_clearly_and_keeps_finished_files(
         repo: MockHub, hub_env: dict[str, str]) -> None:
     repo.drop_connection(REPO, "model-00002-of-00002.safetensors", after_bytes=1000, times=50)

@@ -212,8 +212,8 @@ def test_models_table(cli_env: dict[str, str]) -> None:
     proc = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="1GB"), "models")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["key", "params", "active", "weights", "KV/token", "state",
-                                "fit"]
+    assert lines[0].split() == ["key", "params", "active", "weights", "KV/token", "need",
+                                "state", "fit"]
     rows = {line.split()[0]: line.split() for line in lines[1:1 + len(KEYS)]}
     assert list(rows) == KEYS
     assert rows["mixtral-8x7b-instruct"][-1] == "does-not-fit"

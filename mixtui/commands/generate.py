@@ -42,6 +42,7 @@ class GenerateArgs:
     trace: Path | None = None
     json: bool = False
     max_kv_size: int = DEFAULT_CONTEXT
+    force: bool = False  # load a model that does not fit the memory budget anyway
 
 
 def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
@@ -71,6 +72,21 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
                              f"{spec.key}, not {k}.")
 
 
+def check_fit(spec: ModelSpec, context: int, force: bool) -> None:
+    """Before any engine process: refuse a model that does not fit (exit code 2) unless
+    `force`; warn, on one stderr line, when it is tight or forced."""
+    from mixtui.planner import ModelTooBig, plan
+
+    fit = plan(spec, context=context)
+    if fit.verdict == "does-not-fit" and not force:
+        raise ModelTooBig(fit.explain(force="--force"))
+    if fit.verdict == "does-not-fit":
+        print(f"mixtui: warning: {fit.reason[:-1]}; loading it anyway (--force).",
+              file=sys.stderr)
+    elif fit.verdict == "tight":
+        print(f"mixtui: warning: {fit.reason}", file=sys.stderr)
+
+
 def _failure(event: Failed) -> MixtuiError:
     kind = UsageError if event.usage else MixtuiError
     return kind(event.reason, event.detail)
@@ -98,6 +114,7 @@ def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
 def run(args: GenerateArgs) -> int:
     spec = resolve(args.model)
     check_args(args, spec)
+    check_fit(spec, args.max_kv_size, args.force)
     path = require_local(spec)
     engine = EngineProcess()
     with ExitStack() as stack:

@@ -11,20 +11,22 @@ from mixtui.planner import Budget, memory_budget, plan
 from mixtui.registry import ModelSpec, load_registry, local_state
 
 
-def describe(spec: ModelSpec, budget: Budget) -> dict[str, Any]:
+def describe(spec: ModelSpec, budget: Budget,
+             registry: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
     g = spec.geometry
-    fit = plan(spec, budget=budget)
+    fit = plan(spec, budget=budget, registry=registry)
     return {
         "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
         "kind": spec.kind, "model_type": g.model_type, "layers": g.layers,
         "experts": g.experts, "experts_per_token": g.experts_per_token,
         "total_params": g.total_params(), "active_params": g.active_params(),
-        "weight_bytes": spec.weight_bytes(), "kv_bytes_per_token": spec.kv_bytes_per_token(),
+        "weight_bytes": fit.weight_bytes, "weights_source": fit.weights_source,
+        "kv_bytes_per_token": spec.kv_bytes_per_token(),
         "quantization": (None if spec.quantization is None else
                          {"bits": spec.quantization.bits,
                           "group_size": spec.quantization.group_size}),
         "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
-        "budget_bytes": budget.bytes, "source": spec.source,
+        "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
     }
 
 
@@ -39,26 +41,35 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _need(row: dict[str, Any]) -> str:
+    """The memory a model needs and its share of the budget, e.g. "29.4 GB (184%)"."""
+    share = 100 * row["need_bytes"] / max(row["budget_bytes"], 1)
+    return f"{_size(row['need_bytes'])} ({share:.0f}%)"
+
+
 def _kib(n: int) -> str:
     return f"{n / 1024:g} KiB"
 
 
 def run(as_json: bool) -> int:
     budget = memory_budget()
-    rows = [describe(spec, budget) for spec in load_registry().values()]
+    registry = load_registry()
+    rows = [describe(spec, budget, registry) for spec in registry.values()]
     if as_json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    header = ("key", "params", "active", "weights", "KV/token", "state", "fit")
+    header = ("key", "params", "active", "weights", "KV/token", "need", "state", "fit")
     table = [header] + [
         (r["key"], _billions(r["total_params"]), _billions(r["active_params"]),
-         _size(r["weight_bytes"]), _kib(r["kv_bytes_per_token"]), r["state"], r["fit"])
+         _size(r["weight_bytes"]), _kib(r["kv_bytes_per_token"]), _need(r), r["state"],
+         r["fit"])
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); "
-          f"fit counts weights + KV cache at {DEFAULT_CONTEXT} tokens + 10 % working margin.")
+    print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); need = weights + KV "
+          f"cache at {DEFAULT_CONTEXT} tokens + 10 % working margin, with its share of the "
+          "budget; over 85 % is tight.")
     return 0

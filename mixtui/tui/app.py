@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from textual import events, on, work
@@ -60,10 +61,14 @@ from mixtui.tui.widgets.model_bar import BarEntry, ModelBar
 from mixtui.tui.widgets.stats import StatsPanel
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
 
+if TYPE_CHECKING:
+    from mixtui.planner import Fit
+
 BAR_SLOTS = 5  # models on the number keys
 UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
 UI_TICK_S = 0.1  # how often streaming tokens reach the widgets
 NARROW = 130  # below this many columns routing and stats share one narrower column
+CONTEXT_OPTION = "max_kv_size {n} in settings.json"  # how a shorter context is chosen here
 
 
 def _default_path(kind: str, model: str, suffix: str) -> str:
@@ -93,11 +98,13 @@ class MixtuiApp(App[int]):
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
                  settings: Settings | None = None, persist: bool = True,
-                 mask_live_figures: bool = False) -> None:
+                 mask_live_figures: bool = False, force: bool = False) -> None:
         """`persist`: read and write settings.json (tests pass their own `settings`);
-        `mask_live_figures`: hide timing- and machine-dependent figures (snapshot tests)."""
+        `mask_live_figures`: hide timing- and machine-dependent figures (snapshot tests);
+        `force`: load models that do not fit the memory budget (`mixtui --force`)."""
         super().__init__()
         self.persist = persist
+        self.force = force
         self.mask_live_figures = mask_live_figures
         warning = None
         if settings is None:
@@ -194,11 +201,12 @@ class MixtuiApp(App[int]):
 
     # -- the model bar -----------------------------------------------------------------------
     def _refresh_bar(self) -> None:
-        from mixtui.planner import plan
+        from mixtui.planner import memory_budget, plan
         from mixtui.registry import load_registry, local_state
 
         try:
             registry = load_registry()
+            budget = memory_budget()
         except MixtuiError as exc:
             self.notice(str(exc))
             return
@@ -207,11 +215,21 @@ class MixtuiApp(App[int]):
         for n, spec in enumerate(self._entries, start=1):
             state = {"bundled": "bundled", "complete": "downloaded"}.get(local_state(spec),
                                                                          "not downloaded")
-            if plan(spec, context=self.settings.max_kv_size).verdict == "does-not-fit":
+            fit = plan(spec, context=self.settings.max_kv_size, budget=budget,
+                       registry=registry)
+            if fit.verdict == "does-not-fit":
                 state = "does not fit"
+            elif fit.verdict == "tight" and state != "not downloaded":
+                state = "tight"
             entries.append(BarEntry(n, spec.key, spec.name, state,
-                                    f"{spec.weight_bytes() / 1e9:.1f} GB"))
+                                    f"{fit.weight_bytes / 1e9:.1f} GB",
+                                    self._fit_text(fit)))
         self.query_one(ModelBar).set_entries(entries)
+
+    def _fit_text(self, fit: Fit) -> str:
+        """The Fit's explanation as the TUI says it (the bar's tooltip and the refusal)."""
+        return fit.explain(context_option=CONTEXT_OPTION,
+                           force=None if self.force else "`mixtui --force`")
 
     def _status(self, text: str) -> None:
         key = self.spec.key if self.spec else None
@@ -220,7 +238,7 @@ class MixtuiApp(App[int]):
     # -- engine ------------------------------------------------------------------------------
     def load_model(self, name: str, keep_conversation: bool = False) -> None:
         """End the current engine (its memory goes back), then start `name` in a new one."""
-        from mixtui.planner import Budget, memory_budget, plan
+        from mixtui.planner import memory_budget, plan
 
         try:
             spec = resolve(name)
@@ -233,15 +251,17 @@ class MixtuiApp(App[int]):
         budget = memory_budget()
         held = self._engine_memory()  # what the engine we are about to end gives back
         if held:
-            budget = Budget(budget.bytes + held, budget.source)
-        fit = plan(spec, context=self.settings.max_kv_size, budget=budget)
-        if fit.verdict == "does-not-fit":
-            self.notice(
-                f"{spec.name} needs {fit.need_bytes / 1e9:.1f} GB (weights "
-                f"{fit.weight_bytes / 1e9:.1f} GB + KV cache {fit.kv_bytes / 1e9:.1f} GB at "
-                f"{self.settings.max_kv_size} tokens + margin) but this machine has "
-                f"{fit.budget.bytes / 1e9:.1f} GB ({fit.budget.source}); pick a smaller model.")
+            budget = replace(budget, bytes=budget.bytes + held)
+        fit = plan(spec, context=self.settings.max_kv_size, budget=budget, model_dir=where)
+        if fit.verdict == "does-not-fit" and not self.force:
+            self.notice(self._fit_text(fit))
+            if self.spec is None:
+                self._status(f"{name}: does not fit")
             return
+        if fit.verdict != "fits":  # tight, or forced: say so once, then load
+            text = fit.explain(context_option=CONTEXT_OPTION, hint=False)
+            self.notice(text if fit.verdict == "tight"
+                        else f"{text[:-1]}; loading it anyway (--force).")
         old, self.engine = self.engine, None
         self.spec = spec
         self.model_name = spec.key
@@ -883,9 +903,9 @@ def _lower_ui_thread_priority() -> None:
         pass
 
 
-def run_app(model: str | None) -> int:
-    """`mixtui [--model KEY]`: run the app; the exit code is the app's return code."""
-    app = MixtuiApp(model)
+def run_app(model: str | None, force: bool = False) -> int:
+    """`mixtui [--model KEY] [--force]`: run the app; the exit code is the app's return code."""
+    app = MixtuiApp(model, force=force)
     code = app.run()
     return code or 0
 

@@ -28,8 +28,9 @@ class BarEntry:
     number: int
     key: str
     name: str
-    state: str  # "bundled", "downloaded", "not downloaded" or "does not fit"
+    state: str  # "bundled", "downloaded", "not downloaded", "tight" or "does not fit"
     size: str  # e.g. "26.3 GB"
+    fit_reason: str = ""  # the memory plan in one sentence: the entry's tooltip
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ TAGS = {
     "bundled": _Tag("bundled", "bundled", "✓", Style(color="green")),
     "downloaded": _Tag("downloaded", "on disk", "✓", Style(color="green")),
     "not downloaded": _Tag("not downloaded", "not here", "↓", Style(color="yellow")),
+    "tight": _Tag("tight fit", "tight", "!", Style(color="yellow", bold=True)),
     "does not fit": _Tag("does not fit", "too big", "✗", Style(color="red", bold=True)),
 }
 NUMBER = Style(bold=True)
@@ -104,7 +106,8 @@ class ModelBar(Widget):
     """The models on keys 1-5 with their state; the active one reversed, with its status.
 
     `set_entries` with the registry's models, `set_active` with the active model's key and a
-    status text. Clicking an entry posts `ModelBar.Selected` (the app decides what to do).
+    status text. Hovering an entry shows its memory plan as a tooltip. Clicking an entry
+    posts `ModelBar.Selected` (the app decides what to do).
     """
 
     DEFAULT_CSS = """
@@ -210,11 +213,20 @@ class ModelBar(Widget):
     def on_resize(self) -> None:
         self.refresh(layout=True)  # one or two lines, and another level of detail
 
-    def on_click(self, event: events.Click) -> None:
+    def _entry_at(self, event: events.MouseEvent) -> BarEntry | None:
         offset = event.get_content_offset(self)
         if offset is None or offset.y != 0:
-            return
-        for x0, x1, entry in self._spans:
-            if x0 <= offset.x < x1:
-                self.post_message(self.Selected(self, entry.key, entry.number))
-                return
+            return None
+        return next((entry for x0, x1, entry in self._spans if x0 <= offset.x < x1), None)
+
+    def on_click(self, event: events.Click) -> None:
+        entry = self._entry_at(event)
+        if entry is not None:
+            self.post_message(self.Selected(self, entry.key, entry.number))
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        """Hovering an entry shows its memory plan (needs, budget, what would fit)."""
+        entry = self._entry_at(event)
+        tooltip = entry.fit_reason if entry is not None and entry.fit_reason else None
+        if tooltip != self.tooltip:
+            self.tooltip = tooltip
