@@ -236,11 +236,11 @@ class Download:
                 files_done += 1
                 continue
             prefix = f.etag + "."
-            partial = sum(s for n, s in sizes.items()
-                          if n.startswith(prefix) and n.endswith(".incomplete"))
-            if partial:
+            partial = [s for n, s in sizes.items()
+                       if n.startswith(prefix) and n.endswith(".incomplete")]
+            if partial:  # being written (huggingface_hub writes in chunks of 10 MiB)
                 active.append(f.path)
-                done += min(partial, f.size)
+                done += min(sum(partial), f.size)
         now = time.monotonic()
         self._samples.append((now, done))
         while len(self._samples) > 2 and now - self._samples[0][0] > _PROGRESS_WINDOW_S:

@@ -43,7 +43,7 @@ from mixtui.engine.messages import (
     Stats,
     Tokens,
 )
-from mixtui.errors import MixtuiError
+from mixtui.errors import MixtuiError, ModelNotLocal
 from mixtui.paths import log_dir
 from mixtui.registry import ModelSpec, require_local, resolve
 from mixtui.settings import (
@@ -53,6 +53,7 @@ from mixtui.settings import (
     parse_sampling,
     save_settings,
 )
+from mixtui.tui.download_screen import DownloadScreen
 from mixtui.tui.messages import EngineEvent
 from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
 from mixtui.tui.widgets.chat import ChatLog
@@ -242,11 +243,19 @@ class MixtuiApp(App[int]):
 
         try:
             spec = resolve(name)
-            where = require_local(spec)
         except MixtuiError as exc:
-            self.notice(str(exc))
-            if self.spec is None:
-                self._status(f"{name}: not available")
+            self._not_available(name, exc)
+            return
+        try:
+            where = require_local(spec)
+        except ModelNotLocal as exc:
+            if self._can_download(spec):
+                self._offer_download(spec, keep_conversation)
+            else:
+                self._not_available(name, exc)
+            return
+        except MixtuiError as exc:
+            self._not_available(name, exc)
             return
         budget = memory_budget()
         held = self._engine_memory()  # what the engine we are about to end gives back
@@ -277,6 +286,34 @@ class MixtuiApp(App[int]):
         self._run_engine(old, Load(str(where), spec.key, self.settings.max_kv_size,
                                    self.settings.experts_per_token.get(spec.key)),
                          self.engine_generation)
+
+    def _not_available(self, name: str, exc: MixtuiError) -> None:
+        self.notice(str(exc))
+        if self.spec is None:
+            self._status(f"{name}: not available")
+
+    def _can_download(self, spec: ModelSpec) -> bool:
+        """Whether picking this model should offer the download screen."""
+        from huggingface_hub import constants
+
+        if spec.repo is None or constants.HF_HUB_OFFLINE:
+            return False
+        from mixtui.planner import plan
+
+        fit = plan(spec, context=self.settings.max_kv_size)  # before fetching gigabytes
+        if fit.verdict == "does-not-fit" and not self.force:
+            self.notice(self._fit_text(fit))
+            return False
+        return True
+
+    def _offer_download(self, spec: ModelSpec, keep_conversation: bool) -> None:
+        """The download screen; when every file is here, the model loads."""
+        def done(ok: bool | None) -> None:
+            if ok:
+                self._refresh_bar()
+                self.load_model(spec.key, keep_conversation)
+
+        self.push_screen(DownloadScreen(spec), done)
 
     def _engine_memory(self) -> int:
         if self.engine is None or self.engine.pid is None or self.engine.exited is not None:
@@ -609,7 +646,9 @@ class MixtuiApp(App[int]):
         return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "stop"))
 
     def action_stop(self) -> None:
-        if isinstance(self.screen, ModalScreen):
+        if isinstance(self.screen, DownloadScreen):
+            self.screen.action_cancel()  # ends the download first; finished files stay
+        elif isinstance(self.screen, ModalScreen):
             self.screen.dismiss(None)
         elif self.generating and self.engine is not None:
             self.engine.cancel()
@@ -879,6 +918,9 @@ class MixtuiApp(App[int]):
     def _end_engine(self) -> None:
         """Quitting: stop the engine within about a second, whatever it is doing."""
         self._closing = True
+        for screen in self.screen_stack:
+            if isinstance(screen, DownloadScreen):
+                screen.stop_now()
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.close(timeout=1.0)
