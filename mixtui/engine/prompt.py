@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 
 from mixtui.engine.messages import Generate
 from mixtui.errors import UsageError
@@ -38,12 +39,42 @@ def build_prompt_tokens(tokenizer: Any, request: Generate) -> list[int]:
         return list(tokenizer.encode(text))
     # Some templates (Mistral's, Mixtral v0.1's) accept no system role: then the system
     # prompt is merged into the first user turn, as their model cards advise.
-    attempts = (False, True) if request.system else (False,)
-    for merge_system in attempts:
+    try:
+        return _apply(tokenizer, request, merge_system=False)
+    except TemplateError as exc:
+        refusal = exc
+    if request.system:
         try:
-            return list(tokenizer.apply_chat_template(
-                _template_messages(request, merge_system), add_generation_prompt=True))
-        except TemplateError as exc:  # raised by the template itself, e.g. for a refused role
+            return _apply(tokenizer, request, merge_system=True)
+        except TemplateError as exc:
+            merged_refusal = exc
+        try:  # without the system prompt: is it the system prompt the template refuses?
+            _apply(tokenizer, replace(request, system=None), merge_system=False)
+        except TemplateError as exc:
             refusal = exc
-    raise UsageError(f"The model's chat template refused this conversation ({refusal}); "
-                     "turns must alternate user and assistant.")
+        else:
+            raise UsageError(f"The model's chat template refuses a system prompt, both as a "
+                             f"turn of its own and merged into the first user turn "
+                             f"({_reason(merged_refusal)}); run without a system prompt.")
+    roles = [role for role, _ in request.messages]
+    if roles != [("user", "assistant")[i % 2] for i in range(len(roles))]:
+        raise UsageError(f"The model's chat template refused this conversation "
+                         f"({_reason(refusal)}); turns must alternate user and assistant.")
+    raise UsageError(f"The model's chat template refused this conversation "
+                     f"({_reason(refusal)}) although its turns alternate user and assistant; "
+                     "fix the template, or remove it to use the model as a base model.")
+
+
+def _apply(tokenizer: Any, request: Generate, merge_system: bool) -> list[int]:
+    try:
+        return list(tokenizer.apply_chat_template(
+            _template_messages(request, merge_system), add_generation_prompt=True))
+    except TemplateSyntaxError as exc:  # a TemplateError too, but no refusal: a broken template
+        raise UsageError(f"The model's chat template is not valid Jinja ({_reason(exc)}); fix "
+                         "the template, or remove it to use the model as a base model.") from None
+
+
+def _reason(exc: TemplateError) -> str:
+    """The template's own words: raise_exception('...') or Jinja's message, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"

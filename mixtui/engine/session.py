@@ -5,8 +5,13 @@ Used inside the engine process (worker.py) and directly by benchmarks and tests.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,18 @@ from mixtui.engine.messages import (
 )
 from mixtui.engine.prompt import build_prompt_tokens
 from mixtui.errors import MixtuiError, UsageError
+from mixtui.registry.check import (
+    ModelUnusable,
+    check_model_dir,
+    hub_repo_of,
+    mlx_lm,
+    pick_supported,
+    remote_code_message,
+    repair_hint,
+    tokenizer_code_message,
+    tokenizer_code_ref,
+    unsupported_message,
+)
 from mixtui.registry.spec import Geometry
 from mixtui.routing import adapters
 from mixtui.routing.capture import RoutingCapture
@@ -54,6 +71,106 @@ def _device_label() -> str:
         return "cpu, bundled BLAS" if sys.platform == "linux" else "cpu"
     return "cpu, " + ("BLIS" if "blis" in library else "OpenBLAS" if "openblas" in library
                       else Path(library).name)
+
+
+def _one_line(exc: BaseException, most: int = 200) -> str:
+    """The first line of an exception's message, short enough to sit inside a sentence."""
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
+    text = text.strip("'\"") if isinstance(exc, KeyError) else text
+    text = f"{type(exc).__name__}: {text}" if isinstance(exc, KeyError | TypeError) else text
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+class _CapturedStderr:
+    """Holds what libraries write to file descriptor 2 while a model loads.
+
+    A failed load becomes one sentence (the words the libraries printed go to the detail,
+    shown with --debug); a successful one replays them, so nothing is lost.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._file: Any = None
+        self._saved = -1
+
+    def __enter__(self) -> _CapturedStderr:
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", errors="replace")
+        self._file.close()
+        if exc_info[1] is not None and isinstance(exc_info[1], MixtuiError):
+            exc_info[1].detail = self.text + exc_info[1].detail
+
+    def replay(self) -> None:
+        if self.text:
+            sys.stderr.write(self.text)
+            sys.stderr.flush()
+
+
+def _fix_hint(model_dir: Path, replace: str) -> str:
+    repo = hub_repo_of(model_dir)
+    return repair_hint(repo) if repo is not None else replace
+
+
+def _model_failure(model_dir: Path, exc: ValueError, detail: str) -> MixtuiError:
+    message = str(exc)
+    config_path = model_dir / "config.json"
+    if "trust_remote_code" in message:  # mlx-lm refuses a config's custom model_file
+        return ModelUnusable(remote_code_message(f"The architecture in {config_path}",
+                                                 "model_file", pick_supported(mlx_lm())), detail)
+    unsupported = re.match(r"Model type (\S+) not supported", message)
+    if unsupported:
+        return ModelUnusable(unsupported_message(config_path, unsupported.group(1), mlx_lm()),
+                             detail)
+    return EngineError(f"mlx-lm cannot load {model_dir} ({_one_line(exc)}); check that it is an "
+                       "MLX conversion of a supported model.", detail)
+
+
+def _tokenizer_failure(model_dir: Path, exc: Exception, detail: str) -> MixtuiError:
+    """One sentence for a tokenizer that transformers or tokenizers would not load."""
+    tok_json = model_dir / "tokenizer.json"
+    if tok_json.is_file():
+        fix = _fix_hint(model_dir, "replace it with the model's own tokenizer.json")
+        try:
+            json.loads(tok_json.read_text(encoding="utf-8"))
+        except ValueError as bad:  # UnicodeDecodeError is one too
+            return ModelUnusable(f"{tok_json} is not valid JSON ({_one_line(bad)}); {fix}.",
+                                 detail)
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(str(tok_json))
+        except Exception as bad:
+            return ModelUnusable(f"{tok_json} is not a tokenizer that the tokenizers library "
+                                 f"can read ({_one_line(bad)}); {fix}.", detail)
+    ref = tokenizer_code_ref(model_dir)
+    if ref is not None or "trust_remote_code" in str(exc):
+        return ModelUnusable(tokenizer_code_message(model_dir, ref or "trust_remote_code"),
+                             detail)
+    fix = _fix_hint(model_dir, "replace its tokenizer files with the ones from the model's "
+                               "repository")
+    return ModelUnusable(f"The tokenizer of {model_dir} cannot be loaded ({_one_line(exc)}); "
+                         f"{fix}.", detail)
+
+
+def context_overflow(tokens: int, context: int, conversation: bool) -> str:
+    """The sentence for a prompt that does not fit the KV cache (`max_kv_size`)."""
+    holds = f"the context holds {context}" + (", the answer included" if tokens == context
+                                              else "")
+    if conversation:
+        return (f"The conversation is {tokens} tokens but {holds}; clear the conversation, "
+                "shorten your message or raise the context size (--max-kv-size).")
+    return f"The prompt is {tokens} tokens but {holds}; shorten it or raise the context size " \
+           "(--max-kv-size)."
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -95,19 +212,33 @@ class Session:
              max_kv_size: int | None = DEFAULT_CONTEXT,
              progress: Callable[[Loading], None] | None = None) -> Session:
         """Load with mlx-lm, evaluating the weights layer by layer so progress is real."""
-        from mlx_lm import load
+        from mlx_lm.utils import load_model, load_tokenizer
 
         report = progress or (lambda _: None)
-        if not Path(path).is_dir():
+        model_dir = Path(path)
+        if not model_dir.is_dir():
             raise UsageError(f"No such directory: {path}; check the path.")
+        # The caller checked already (registry.require_local); a Load may come from anywhere.
+        check_model_dir(model_dir)
         report(Loading("reading config and tokenizer", 0, 1))
-        try:
-            model, tokenizer, config = load(path, lazy=True, return_config=True)  # type: ignore[misc]
-        except FileNotFoundError as exc:
-            raise EngineError(f"{path} is incomplete ({exc}); download the model again.") from None
-        except ValueError as exc:
-            raise EngineError(f"mlx-lm cannot load {path} ({exc}); check that it is an MLX "
-                              "conversion of a supported model.") from None
+        with _CapturedStderr() as log:
+            try:
+                model, config = load_model(model_dir, lazy=True)
+            except FileNotFoundError as exc:
+                raise EngineError(f"{path} is incomplete ({exc}); download the model again."
+                                  ) from None
+            except ValueError as exc:
+                raise _model_failure(model_dir, exc, traceback.format_exc()) from None
+            except (KeyError, TypeError) as exc:  # ModelArgs from a config that lacks fields
+                raise EngineError(f"mlx-lm cannot build {path} from its config.json "
+                                  f"({_one_line(exc)}); check that it is an MLX conversion of "
+                                  "a supported model.", traceback.format_exc()) from None
+            try:
+                tokenizer = load_tokenizer(model_dir,
+                                           eos_token_ids=config.get("eos_token_id", None))
+            except Exception as exc:  # transformers or tokenizers refused the tokenizer files
+                raise _tokenizer_failure(model_dir, exc, traceback.format_exc()) from None
+        log.replay()  # loaded: whatever the libraries said goes where it always went
         layers = list(model.layers)
         for i, layer in enumerate(layers):
             mx.eval(layer.parameters())
@@ -180,9 +311,10 @@ class Session:
             raise UsageError(f"max_tokens must be at least 1, not {request.sampling.max_tokens}.")
         tokens = build_prompt_tokens(self.tokenizer, request)
         if self.max_kv_size is not None and len(tokens) >= self.max_kv_size:
-            raise UsageError(
-                f"The prompt is {len(tokens)} tokens and the context holds {self.max_kv_size}; "
-                "shorten it, clear the conversation, or raise the context size (--max-kv-size).")
+            # Checked before the cache is touched: the conversation's cache stays as it was.
+            # (mlx-lm's rotating cache would otherwise drop the prompt's start, silently.)
+            raise UsageError(context_overflow(len(tokens), self.max_kv_size,
+                                              len(request.messages) > 1))
         cached = self._prepare_cache(tokens)
         feed = tokens[cached:]
         s: Sampling = request.sampling

@@ -78,8 +78,8 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
             else:
                 conn.send(Failed(request_id, f"internal error: unknown command {command!r}; "
                                  "please report it."))
-        except MixtuiError as exc:
-            conn.send(Failed(request_id, str(exc), usage=isinstance(exc, UsageError)))
+        except MixtuiError as exc:  # one sentence; what led to it only for --debug
+            conn.send(Failed(request_id, str(exc), exc.detail, usage=isinstance(exc, UsageError)))
         except MemoryError:
             conn.send(Failed(request_id, _OUT_OF_MEMORY))
         except RuntimeError as exc:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from mixtui.errors import ModelNotFound, ModelNotLocal
 from mixtui.paths import PACKAGE_DIR
+from mixtui.registry.check import check_config, check_model_dir, read_config, repair_hint
 from mixtui.registry.loader import load_registry
 from mixtui.registry.spec import Geometry, Kind, ModelSpec, Quantization
 
@@ -47,7 +48,7 @@ def missing_files(model_dir: Path) -> list[str]:
         except (ValueError, KeyError):
             return [*missing, "model.safetensors.index.json (unreadable)"]
         missing += [s for s in shards if not (model_dir / s).is_file()]
-    elif not list(model_dir.glob("*.safetensors")):
+    elif not list(model_dir.glob("model*.safetensors")):  # what mlx-lm loads
         missing.append("model.safetensors")
     return missing
 
@@ -64,16 +65,18 @@ def local_dir(spec: ModelSpec) -> Path | None:
 
 
 def require_local(spec: ModelSpec) -> Path:
-    """The model's directory, or ModelNotLocal saying what is missing and how to get it."""
+    """The model's directory, checked before any engine starts (registry/check.py): a
+    ModelNotLocal saying what is missing and how to get it, or a UsageError saying why the
+    directory cannot be used."""
     where = local_dir(spec)
     if where is None:
+        if spec.path is not None and not spec.bundled:
+            raise ModelNotFound(f"No such directory: {spec.path} (the path of {spec.key} in "
+                                f"{spec.source}) does not exist; check the path.")
         size = spec.weight_bytes() / 1e9
         raise ModelNotLocal(f"{spec.name} is not on this machine ({size:.1f} GB of weights); "
                             f"download it with `hf download {spec.repo}` and try again.")
-    missing = missing_files(where)
-    if missing:
-        raise ModelNotLocal(f"{spec.name} is incomplete in {where} (missing "
-                            f"{', '.join(missing[:3])}); download it again.")
+    check_model_dir(where, spec.key if spec.repo is not None else None)
     return where
 
 
@@ -86,20 +89,10 @@ def local_state(spec: ModelSpec) -> LocalState:
     return "bundled" if spec.bundled else "complete"
 
 
-def _read_config(model_dir: Path) -> dict:
-    config = model_dir / "config.json"
-    try:
-        return dict(json.loads(config.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ModelNotFound(f"{model_dir} has no config.json, so it is not a model directory; "
-                            "point --model at the folder that holds config.json.") from None
-    except ValueError as exc:
-        raise ModelNotFound(f"{config} is not valid JSON ({exc}); re-download the model."
-                            ) from None
-
-
 def _spec_from_dir(name: str, model_dir: Path, repo: str | None = None) -> ModelSpec:
-    config = _read_config(model_dir)
+    config = read_config(model_dir, repair_hint(repo) if repo else
+                         "replace it with the one from the model's repository")
+    check_config(config, model_dir / "config.json")
     try:
         geometry = Geometry.from_hf_config(config)
     except (KeyError, TypeError, ValueError) as exc:
@@ -141,9 +134,15 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
             if spec.repo == name:
                 return spec
         snap = snapshot_dir(name)
-        if snap is None or missing_files(snap):
+        if snap is None and path.parent.is_dir():  # `models/tyop`, next to a models/ folder
+            raise ModelNotFound(f"No such directory: {name} does not exist, and no Hub repo of "
+                                f"that name is downloaded; check the path, or fetch the repo "
+                                f"with `hf download {name}`.")
+        if snap is None or not (snap / "config.json").is_file():
             raise ModelNotLocal(f"{name} is not downloaded; fetch it with `hf download {name}` "
                                 "and run the command again.")
+        if missing_files(snap):
+            check_model_dir(snap, name)  # says which files are missing
         return _spec_from_dir(name, snap, repo=name)
     keys = ", ".join(registry)
     raise ModelNotFound(f"Unknown model '{name}'; use one of {keys}, a Hub repo id (org/name) "
