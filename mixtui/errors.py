@@ -29,3 +29,7 @@ class RegistryError(UsageError):
 
 class ModelNotLocal(MixtuiError):
     """A known model whose weights are not on this machine."""
+
+
+class ModelDamaged(MixtuiError):
+    """A downloaded model with a file that is known to be bad (wrong size, failed its hash)."""

@@ -333,3 +333,31 @@ def test_bundled_model_needs_no_download(hub_env: dict[str, str]) -> None:
     run = mixtui(hub_env, "download", "nano")
     assert run.returncode == 2
     assert "nano is bundled with mixtui, so there is nothing to download" in run.stderr
+
+
+def test_fault_05_a_model_with_a_known_bad_file_is_never_loaded(
+        mock_hub: MockHub, hub_env: dict[str, str], tiny_moe_dir: Path) -> None:
+    from conftest import model_repo_files
+
+    mock_hub.add_repo("test-org/tiny-moe", model_repo_files(tiny_moe_dir))
+    assert mixtui(hub_env, "download", "test-org/tiny-moe").returncode == 0
+    weights = snapshot(hub_env, "test-org/tiny-moe") / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights.resolve(), "r+b") as f:  # damage a tensor, not the header
+        f.seek(size - 100)
+        f.write(b"\xff" * 8)
+    generate = ("generate", "--model", "test-org/tiny-moe", "--prompt", "w5", "--max-tokens", "2")
+    assert mixtui(hub_env, *generate).returncode == 0  # nothing knows yet: it loads
+    assert mixtui(hub_env, "verify", "test-org/tiny-moe").returncode == 1
+    refused = mixtui(hub_env, *generate)
+    assert refused.returncode == 1
+    assert ("test-org/tiny-moe has a bad file in" in refused.stderr
+            and "model.safetensors: corrupt" in refused.stderr
+            and "run `mixtui verify test-org/tiny-moe --repair`" in refused.stderr)
+    assert mixtui(hub_env, "verify", "test-org/tiny-moe", "--repair").returncode == 0
+    assert mixtui(hub_env, *generate).returncode == 0
+    # a truncated file is caught before a load even without a verify: its size is on record
+    with open(weights.resolve(), "r+b") as f:
+        f.truncate(size - 1000)
+    cut = mixtui(hub_env, *generate)
+    assert cut.returncode == 1 and "model.safetensors: truncated" in cut.stderr

@@ -397,7 +397,7 @@ def test_fault_17_conversation_outgrows_the_context_and_is_kept(tiny_moe_dir: Pa
                          "or give a model key from `mixtui models`."),
     ("models/tyny", "No such directory: models/tyny does not exist, and no Hub repo of that "
                     "name is downloaded; check the path, or fetch the repo with "
-                    "`hf download models/tyny`."),
+                    "`mixtui download models/tyny`."),
 ])
 def test_fault_18_mistyped_path_is_no_such_directory(
         no_engine_env: dict[str, str], tiny_moe_dir: Path, tmp_path: Path, typed: str,

@@ -407,3 +407,25 @@ async def test_small_terminal_and_resizes(tiny_moe_dir: Path) -> None:
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.05)
         assert app.screen.has_class("narrow")
+
+
+async def test_fault_17_a_conversation_longer_than_the_context_keeps_everything(
+        tiny_moe_dir: Path) -> None:
+    from mixtui.settings import Settings
+
+    settings = Settings(max_kv_size=24, sampling=Sampling(temperature=0.0, max_tokens=2))
+    app = MixtuiApp(str(tiny_moe_dir), settings=settings, persist=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        turns = list(app.conversation.turns)
+        assert len(turns) == 2
+        long = " ".join(f"w{i % 50 + 5}" for i in range(40))
+        app.last_finish_reason = None
+        await ask(pilot, app, long)
+        await wait_for(pilot, lambda: any("but the context holds 24" in n for n in notices(app)))
+        await wait_for(pilot, lambda: not app.generating)
+        assert app.conversation.turns == turns  # the earlier turns stay
+        assert app.query_one("#prompt", Input).value == long  # the question is not lost
+        assert app.chat.texts("user") == ["w5 w6"]

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixtui.errors import ModelNotFound, ModelNotLocal, UsageError
+from mixtui.errors import ModelDamaged, ModelNotFound, ModelNotLocal, UsageError
 
 INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -185,6 +185,10 @@ def repair_hint(key: str) -> str:
     return f"run `mixtui verify {key} --repair` (or `mixtui download {key}`) and try again"
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}s" if n != 1 else f"a {what}"
+
+
 def _listing(names: list[str], most: int = 3) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
@@ -280,6 +284,15 @@ def check_model_dir(model_dir: Path, key: str | None = None) -> dict[str, Any]:
         raise ModelNotLocal(f"{hub_key} is incomplete in {model_dir}: the {count} "
                             f"{_listing(missing)} {'are' if len(missing) > 1 else 'is'} "
                             f"missing; {repair_hint(hub_key)}.")
+    repo = hub_repo_of(model_dir)
+    if repo is not None and hub_key is not None:
+        from mixtui.hub.verify import known_problems
+
+        problems = known_problems(model_dir, repo)
+        if problems:
+            raise ModelDamaged(f"{hub_key} has {_count(len(problems), 'bad file')} in "
+                               f"{model_dir} ({_listing(problems)}), so it is not loaded; run "
+                               f"`mixtui verify {hub_key} --repair` and try again.")
     config = read_config(model_dir, fix)
     check_config(config, model_dir / "config.json")
     if tokenizer_ref is not None:

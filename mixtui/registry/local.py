@@ -74,8 +74,9 @@ def require_local(spec: ModelSpec) -> Path:
             raise ModelNotFound(f"No such directory: {spec.path} (the path of {spec.key} in "
                                 f"{spec.source}) does not exist; check the path.")
         size = spec.weight_bytes() / 1e9
-        raise ModelNotLocal(f"{spec.name} is not on this machine ({size:.1f} GB of weights); "
-                            f"download it with `hf download {spec.repo}` and try again.")
+        raise ModelNotLocal(f"{spec.name} ({spec.repo}) is not on this machine ({size:.1f} GB "
+                            f"of weights); download it with `mixtui download {spec.key}` and "
+                            "try again.")
     check_model_dir(where, spec.key if spec.repo is not None else None)
     return where
 
@@ -137,9 +138,9 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
         if snap is None and path.parent.is_dir():  # `models/tyop`, next to a models/ folder
             raise ModelNotFound(f"No such directory: {name} does not exist, and no Hub repo of "
                                 f"that name is downloaded; check the path, or fetch the repo "
-                                f"with `hf download {name}`.")
+                                f"with `mixtui download {name}`.")
         if snap is None or not (snap / "config.json").is_file():
-            raise ModelNotLocal(f"{name} is not downloaded; fetch it with `hf download {name}` "
+            raise ModelNotLocal(f"{name} is not downloaded; fetch it with `mixtui download {name}` "
                                 "and run the command again.")
         if missing_files(snap):
             check_model_dir(snap, name)  # says which files are missing

@@ -237,7 +237,8 @@ class MixtuiApp(App[int]):
         self.query_one(ModelBar).set_active(key, text)
 
     # -- engine ------------------------------------------------------------------------------
-    def load_model(self, name: str, keep_conversation: bool = False) -> None:
+    def load_model(self, name: str, keep_conversation: bool = False,
+                   offer_download: bool = True) -> None:
         """End the current engine (its memory goes back), then start `name` in a new one."""
         from mixtui.planner import memory_budget, plan
 
@@ -249,7 +250,7 @@ class MixtuiApp(App[int]):
         try:
             where = require_local(spec)
         except ModelNotLocal as exc:
-            if self._can_download(spec):
+            if offer_download and self._can_download(spec):
                 self._offer_download(spec, keep_conversation)
             else:
                 self._not_available(name, exc)
@@ -311,7 +312,7 @@ class MixtuiApp(App[int]):
         def done(ok: bool | None) -> None:
             if ok:
                 self._refresh_bar()
-                self.load_model(spec.key, keep_conversation)
+                self.load_model(spec.key, keep_conversation, offer_download=False)
 
         self.push_screen(DownloadScreen(spec), done)
 
@@ -435,11 +436,19 @@ class MixtuiApp(App[int]):
         """The answer ended without a Finished: what had arrived stays, cut short."""
         self.generating = False
         self.last_finish_reason = reason
-        if not self._answer_text:
+        if not self._answer_text:  # nothing came: the question goes back into the input
+            turns = self.conversation.turns
+            question = turns[-1][1] if turns and turns[-1][0] == "user" else None
             self.conversation.drop_unanswered()
             if self._answer is not None:
                 self.chat.remove_block(self._answer)
                 self._answer = None
+            blocks = self.chat.blocks
+            if question is not None and blocks and blocks[-1].kind == "user":
+                self.chat.remove_block(len(blocks) - 1)
+                prompt = self.query_one("#prompt", Input)
+                if not prompt.value:
+                    prompt.value = question.strip()
             self._rebuild_views()
             return
         self.conversation.finish(Finished(self.request_id, self._answer_text, Stats(
