@@ -167,7 +167,7 @@ def test_cancel_reaches_a_request_that_is_still_queued(engine: EngineProcess,
     assert finished.stats.generation_tokens < 5000
 
 
-def test_killed_engine_reports_exit(tiny_moe_dir: Path) -> None:
+def test_fault_16_killed_engine_reports_exit(tiny_moe_dir: Path) -> None:
     engine = EngineProcess()
     try:
         load(engine, tiny_moe_dir)

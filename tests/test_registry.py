@@ -238,7 +238,8 @@ experts_per_token = 2
     ("bad kind",
      BROKEN_ENTRY.format(kind="instruct", layers=1, head_dim="head_dim = 8\n"), "instruct"),
 ])
-def test_malformed_user_entry_names_file_and_line(case: str, entry: str, words: str) -> None:
+def test_fault_20_malformed_user_entry_names_file_and_line(case: str, entry: str,
+                                                          words: str) -> None:
     path = user_registry_path()
     path.write_text(GOOD_FIRST + "\n" + entry)
     with pytest.raises(RegistryError) as err:
@@ -251,7 +252,7 @@ def test_malformed_user_entry_names_file_and_line(case: str, entry: str, words: 
     assert list(load_registry(include_user=False)) == KEYS
 
 
-def test_invalid_toml_names_file_and_line() -> None:
+def test_fault_20_invalid_toml_names_file_and_line() -> None:
     path = user_registry_path()
     path.write_text(GOOD_FIRST + "[models.oops\nrepo = 'x/y'\n")
     with pytest.raises(RegistryError) as err:

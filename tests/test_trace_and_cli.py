@@ -228,7 +228,7 @@ def test_models_with_a_bad_budget(cli_env: dict[str, str]) -> None:
     assert proc.returncode == 2 and "lots" in line
 
 
-def test_models_with_a_bad_user_registry(cli_env: dict[str, str]) -> None:
+def test_fault_20_models_with_a_bad_user_registry(cli_env: dict[str, str]) -> None:
     user = Path(cli_env["MIXTUI_CONFIG_DIR"]) / "models.toml"
     user.write_text("[models.bad\n")
     proc = mixtui(cli_env, "models")

@@ -170,7 +170,8 @@ async def test_single_keys_act_only_outside_the_input(tiny_moe_dir: Path,
         assert app.focused is prompt
 
 
-async def test_ctrl_q_quits_from_the_input(tiny_moe_dir: Path) -> None:
+async def test_fault_19_ctrl_q_during_an_answer_quits_and_ends_the_engine(
+        tiny_moe_dir: Path) -> None:
     app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -258,7 +259,7 @@ async def test_a_model_that_does_not_fit_is_refused(tiny_moe_dir: Path,
 
 
 # -- faults ----------------------------------------------------------------------------------
-async def test_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Path) -> None:
+async def test_fault_16_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Path) -> None:
     app = MixtuiApp(str(tiny_moe_dir), LONG)
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
@@ -429,3 +430,17 @@ async def test_fault_17_a_conversation_longer_than_the_context_keeps_everything(
         assert app.conversation.turns == turns  # the earlier turns stay
         assert app.query_one("#prompt", Input).value == long  # the question is not lost
         assert app.chat.texts("user") == ["w5 w6"]
+
+
+async def test_fault_20_a_malformed_user_models_toml_is_reported_once_and_set_aside(
+        isolated_config_dir: Path) -> None:
+    user = isolated_config_dir / "models.toml"
+    user.write_text('[models.mine]\nname = "Mine"\nrepo = "me/mine"\n')
+    app = MixtuiApp("nano", Sampling(temperature=0.0, max_tokens=2), persist=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)  # the bundled model still works
+        bad = [n for n in notices(app) if str(user) in n]
+        assert bad == [f"{user}, line 1: model 'mine' needs a [geometry] table (model_type, "
+                       "layers, hidden, ...); fix the entry or remove it; until then mixtui "
+                       "uses its built-in models."]
+        assert "nano" in text_of(app.query_one("#model-bar"))

@@ -135,6 +135,7 @@ class MixtuiApp(App[int]):
         self._live_tps: float | None = None
         self.starting = False  # an engine is being started and has not answered Ready yet
         self._pending_prompt: str | None = None
+        self._registry_error: str | None = None
         self._closing = False
         self.writing = False  # a conversation or trace file is being written
         # Tokens arrive at ~20 Hz; the widgets are brought up to date at UI_TICK_S.
@@ -201,12 +202,29 @@ class MixtuiApp(App[int]):
         self.screen_stack[0].set_class(width < NARROW, "narrow")  # the main screen
 
     # -- the model bar -----------------------------------------------------------------------
-    def _refresh_bar(self) -> None:
-        from mixtui.planner import memory_budget, plan
-        from mixtui.registry import load_registry, local_state
+    def registry(self) -> dict[str, ModelSpec]:
+        """The models: the user's models.toml over the built-in one. A broken user file is
+        reported once and set aside (the built-in models still work) until it is fixed."""
+        from mixtui.errors import RegistryError
+        from mixtui.registry import load_registry
 
         try:
             registry = load_registry()
+        except RegistryError as exc:
+            text = f"{str(exc)[:-1]}; until then mixtui uses its built-in models."
+            if text != self._registry_error:
+                self._registry_error = text
+                self.notice(text)
+            return load_registry(include_user=False)
+        self._registry_error = None
+        return registry
+
+    def _refresh_bar(self) -> None:
+        from mixtui.planner import memory_budget, plan
+        from mixtui.registry import local_state
+
+        try:
+            registry = self.registry()
             budget = memory_budget()
         except MixtuiError as exc:
             self.notice(str(exc))
@@ -243,7 +261,7 @@ class MixtuiApp(App[int]):
         from mixtui.planner import memory_budget, plan
 
         try:
-            spec = resolve(name)
+            spec = resolve(name, self.registry())
         except MixtuiError as exc:
             self._not_available(name, exc)
             return
