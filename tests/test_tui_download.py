@@ -135,3 +135,16 @@ async def test_a_model_that_does_not_fit_is_refused_before_any_download(
         assert not isinstance(app.screen, DownloadScreen)
         assert any("does not fit" in n for n in notices(app))
         assert hub.requests == []
+
+
+async def test_the_last_sessions_model_gone_from_disk_opens_nano_instead(hub: MockHub) -> None:
+    from mixtui.settings import Settings
+
+    settings = Settings(last_model="mistral-7b-instruct")
+    app = MixtuiApp(None, settings=settings, persist=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        assert app.spec is not None and app.spec.key == "nano"
+        assert not isinstance(app.screen, DownloadScreen)
+        assert any("the model of the last session, is not on disk" in n for n in notices(app))
+        assert hub.requests == []

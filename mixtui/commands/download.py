@@ -53,6 +53,10 @@ def offline_mode(flag: bool) -> bool:
     return flag or bool(constants.HF_HUB_OFFLINE)
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return "--"
@@ -67,7 +71,8 @@ def progress_line(p: Progress) -> str:
     if len(p.active) > 1:
         active += f" (+{len(p.active) - 1})"
     return (f"{p.fraction * 100:5.1f}%  {gb(p.bytes_done)} / {gb(p.bytes_total)}  "
-            f"{gb(p.speed)}/s  ETA {_eta(p.eta_s)}  files {p.files_done}/{p.files_total}{active}")
+            f"{gb(p.speed) + '/s' if p.speed else 'speed --'}  ETA {_eta(p.eta_s)}  "
+            f"files {p.files_done}/{p.files_total}{active}")
 
 
 class _Reporter:
@@ -138,7 +143,7 @@ def run(name: str, revision: str | None, offline: bool) -> int:
               "fetch.", file=sys.stderr)
         return 0
     cached = len(plan.files) - len(plan.to_fetch)
-    print(f"fetching {len(plan.to_fetch)} files, {gb(plan.bytes_to_fetch)}"
+    print(f"fetching {_files(len(plan.to_fetch))}, {gb(plan.bytes_to_fetch)}"
           + (f" ({cached} already here)" if cached else ""), file=sys.stderr)
     check_disk(plan)
     outcome = run_download(plan)
@@ -197,7 +202,7 @@ def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> 
                        f"offline; connect and run `mixtui verify {t.label} --repair`.")
     again = discard_bad(report)
     plan = plan_download(t.repo, report.commit, only=[f.path for f in again])
-    print(f"repairing {len(plan.files)} files: fetching {len(plan.to_fetch)}, "
+    print(f"repairing {_files(len(plan.files))}: fetching {len(plan.to_fetch)}, "
           f"{gb(plan.bytes_to_fetch)}", file=sys.stderr)
     check_disk(plan)
     outcome = run_download(plan, list(plan.files))  # intact blobs are only linked again

@@ -32,7 +32,8 @@ from mixtui.hub.errors import DiskFull, HubError, describe, scrub
 ALLOW_PATTERNS = ("*.json", "model*.safetensors", "tokenizer.model", "*.tiktoken",
                   "tiktoken.model", "*.txt", "*.jinja")
 _RESERVE_MIN = 512 * 2**20  # free disk space kept after a download, at least
-_PROGRESS_WINDOW_S = 5.0  # speed is measured over this much recent time
+_PROGRESS_WINDOW_S = 20.0  # speed is measured over this much recent time
+_CHUNK = 10 * 2**20  # huggingface_hub writes a file in steps of this size
 
 
 def hub_cache() -> Path:
@@ -246,7 +247,10 @@ class Download:
         while len(self._samples) > 2 and now - self._samples[0][0] > _PROGRESS_WINDOW_S:
             self._samples.popleft()
         t0, b0 = self._samples[0]
-        speed = (done - b0) / (now - t0) if now - t0 >= 1.0 and done > b0 else 0.0
+        # huggingface_hub writes in 10 MiB chunks, so bytes arrive in steps: no speed (nor
+        # ETA) until a step's worth has arrived in the window, rather than a wild guess
+        enough = min(_CHUNK, max(self.bytes_total // 10, 1))
+        speed = (done - b0) / (now - t0) if now - t0 >= 1.0 and done - b0 >= enough else 0.0
         return Progress(files_done, len(self.files), done, self.bytes_total, max(speed, 0.0),
                         tuple(active))
 

@@ -115,6 +115,7 @@ class MixtuiApp(App[int]):
             self.settings.sampling = sampling
         self._startup_warning = warning
         self.model_name = model or self.settings.last_model or "nano"
+        self._model_from_settings = model is None and self.model_name != "nano"
         self.spec: ModelSpec | None = None
         self.engine: EngineProcess | None = None
         self.engine_generation = 0
@@ -193,7 +194,22 @@ class MixtuiApp(App[int]):
         if self._measuring_only:
             return
         self._refresh_bar()
+        if self._model_from_settings and not self._is_here(self.model_name):
+            # the last session's model is gone from disk: open nano rather than a download
+            self.notice(f"{self.model_name}, the model of the last session, is not on disk "
+                        "any more; opened nano instead (pick it on the model bar to download "
+                        "it again).")
+            self.model_name = "nano"
         self.load_model(self.model_name)
+
+    def _is_here(self, name: str) -> bool:
+        try:
+            require_local(resolve(name, self.registry()))
+        except ModelNotLocal:
+            return False
+        except MixtuiError:
+            return True  # not a download matter: load_model says what is wrong
+        return True
 
     def on_resize(self, event: events.Resize) -> None:
         self._apply_width(event.size.width)
@@ -232,13 +248,13 @@ class MixtuiApp(App[int]):
         self._entries = list(registry.values())[:BAR_SLOTS]
         entries = []
         for n, spec in enumerate(self._entries, start=1):
-            state = {"bundled": "bundled", "complete": "downloaded"}.get(local_state(spec),
-                                                                         "not downloaded")
+            state = {"bundled": "bundled", "complete": "downloaded", "partial": "partial"}.get(
+                local_state(spec), "not downloaded")
             fit = plan(spec, context=self.settings.max_kv_size, budget=budget,
                        registry=registry)
             if fit.verdict == "does-not-fit":
                 state = "does not fit"
-            elif fit.verdict == "tight" and state != "not downloaded":
+            elif fit.verdict == "tight" and state not in ("not downloaded", "partial"):
                 state = "tight"
             entries.append(BarEntry(n, spec.key, spec.name, state,
                                     f"{fit.weight_bytes / 1e9:.1f} GB",
@@ -328,8 +344,8 @@ class MixtuiApp(App[int]):
     def _offer_download(self, spec: ModelSpec, keep_conversation: bool) -> None:
         """The download screen; when every file is here, the model loads."""
         def done(ok: bool | None) -> None:
+            self._refresh_bar()  # on disk, or partly
             if ok:
-                self._refresh_bar()
                 self.load_model(spec.key, keep_conversation, offer_download=False)
 
         self.push_screen(DownloadScreen(spec), done)

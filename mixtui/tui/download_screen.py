@@ -98,7 +98,8 @@ class DownloadScreen(ModalScreen[bool]):
         self.state = "ready"
         here = len(plan.files) - len(plan.to_fetch)
         self.query_one("#dl-summary", Static).update(
-            f"{self.spec.repo} @ {plan.commit[:10]}: {len(plan.to_fetch)} files to fetch, "
+            f"{self.spec.repo} @ {plan.commit[:10]}: {len(plan.to_fetch)} "
+            f"file{'s' if len(plan.to_fetch) != 1 else ''} to fetch, "
             f"{gb(plan.bytes_to_fetch)}" + (f" ({here} already here)" if here else "")
             + " into the Hugging Face cache.")
         self._show_files(None)

@@ -28,7 +28,7 @@ class BarEntry:
     number: int
     key: str
     name: str
-    state: str  # "bundled", "downloaded", "not downloaded", "tight" or "does not fit"
+    state: str  # "bundled", "downloaded", "partial", "not downloaded", "tight", "does not fit"
     size: str  # e.g. "26.3 GB"
     fit_reason: str = ""  # the memory plan in one sentence: the entry's tooltip
 
@@ -44,6 +44,7 @@ class _Tag:
 TAGS = {
     "bundled": _Tag("bundled", "bundled", "✓", Style(color="green")),
     "downloaded": _Tag("downloaded", "on disk", "✓", Style(color="green")),
+    "partial": _Tag("partly downloaded", "partial", "↓", Style(color="yellow")),
     "not downloaded": _Tag("not downloaded", "not here", "↓", Style(color="yellow")),
     "tight": _Tag("tight fit", "tight", "!", Style(color="yellow", bold=True)),
     "does not fit": _Tag("does not fit", "too big", "✗", Style(color="red", bold=True)),
