@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
             if exc.detail:
-                print(f"the engine's traceback:\n{exc.detail}", file=sys.stderr)
+                print(f"the traceback of the process that failed (engine or download):\n"
+                      f"{exc.detail}", file=sys.stderr)
         print(f"mixtui: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

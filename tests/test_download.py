@@ -157,19 +157,22 @@ class _Lines:
 def test_fault_02_cancel_stops_within_2s_and_the_next_run_fetches_only_the_rest(
         repo: MockHub, hub_env: dict[str, str]) -> None:
     repo.throttle(100_000)  # a shard takes 4 s
+    # in a session of its own, so that ctrl+c reaches every process of it, as in a terminal
     proc = subprocess.Popen([sys.executable, "-m", "mixtui", "download", REPO], env=hub_env,
-                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
     lines = _Lines(proc)
     lines.wait_for("files 3/5")  # the small files are done, the shards are on their way
     time.sleep(0.5)
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=10)
     took = time.monotonic() - sent
     err = lines.text()
     assert proc.returncode == 130, err
     assert took < 2.0, f"cancel took {took:.2f} s"
     assert "download cancelled; 3 of 5 files are finished and kept" in err
+    assert "Traceback" not in err
     assert not partial_files(hub_env)
     snap = snapshot(hub_env)
     finished = {p.name for p in snap.iterdir()}
@@ -361,3 +364,42 @@ def test_fault_05_a_model_with_a_known_bad_file_is_never_loaded(
         f.truncate(size - 1000)
     cut = mixtui(hub_env, *generate)
     assert cut.returncode == 1 and "model.safetensors: truncated" in cut.stderr
+
+
+def test_a_new_commit_upstream_is_linked_without_fetching_what_is_here(
+        repo: MockHub, hub_env: dict[str, str]) -> None:
+    old = _download(repo, hub_env)
+    repo.set_file(REPO, "config.json", FILES["config.json"] + b" ")  # a new commit upstream
+    repo.clear_log()
+    run = mixtui(hub_env, "download", REPO)
+    assert run.returncode == 0, run.stderr
+    assert repo.file_downloads(REPO) == ["config.json"]  # the shards' blobs are reused
+    new = snapshot(hub_env)
+    assert new != old and sorted(p.name for p in new.iterdir()) == sorted(NEEDED)
+    assert mixtui(hub_env, "verify", REPO, "--offline").returncode == 0
+    # a commit that changes nothing MLX needs: a new snapshot, linked, nothing fetched
+    repo.set_file(REPO, "README.md", b"# changed\n")
+    repo.clear_log()
+    run = mixtui(hub_env, "download", REPO)
+    assert run.returncode == 0, run.stderr
+    assert repo.file_downloads(REPO) == []
+    assert snapshot(hub_env) != new
+    assert mixtui(hub_env, "verify", REPO, "--offline").returncode == 0
+
+
+def test_a_cancelled_update_keeps_the_complete_snapshot_of_before(
+        repo: MockHub, hub_env: dict[str, str]) -> None:
+    old = _download(repo, hub_env)
+    repo.set_file(REPO, "model-00002-of-00002.safetensors", os.urandom(SHARD))
+    repo.throttle(50_000)
+    proc = subprocess.Popen([sys.executable, "-m", "mixtui", "download", REPO], env=hub_env,
+                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+    lines = _Lines(proc)
+    lines.wait_for("fetching 1 file")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=10)
+    assert proc.returncode == 130, lines.text()
+    assert snapshot(hub_env) == old  # main still names the complete snapshot
+    assert mixtui(hub_env, "verify", REPO, "--offline").returncode == 0

@@ -57,7 +57,7 @@ async def test_picking_a_model_that_is_not_here_downloads_then_loads_it(
         assert isinstance(screen, DownloadScreen)
         await wait_for(pilot, lambda: screen.state == "ready")
         summary = text_of(screen.query_one("#dl-summary", Static))
-        assert f"{REPO} @ " in summary and "files to fetch" in summary
+        assert f"{REPO} @ " in summary and "fetching 5 files" in summary
         assert "model.safetensors" in text_of(screen.query_one("#dl-files", Static))
         assert hub.file_downloads(REPO) == []  # nothing is fetched before Enter
         await pilot.press("enter")

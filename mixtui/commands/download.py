@@ -13,12 +13,13 @@ from mixtui.hub.download import (
     Outcome,
     Progress,
     check_disk,
+    eta_text,
+    fetch_summary,
+    files_text,
     gb,
     plan_download,
 )
 from mixtui.hub.errors import HubError
-
-_REPO_ID = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,8 @@ class Target:
 
 def target(name: str, revision: str | None) -> Target:
     """A registry key or a Hub repo id; --revision overrides the registry's revision."""
-    import re
-
     from mixtui.registry import load_registry
+    from mixtui.registry.local import REPO_ID
 
     registry = load_registry()
     spec = registry.get(name)
@@ -41,7 +41,7 @@ def target(name: str, revision: str | None) -> Target:
             what = "is bundled with mixtui" if spec.bundled else f"is a local folder ({spec.path})"
             raise UsageError(f"{name} {what}, so there is nothing to download; use it as it is.")
         return Target(spec.repo, revision or spec.revision, name)
-    if re.match(_REPO_ID, name):
+    if REPO_ID.match(name):
         return Target(name, revision, name)
     raise UsageError(f"Unknown model '{name}'; give a key from `mixtui models` ("
                      f"{', '.join(registry)}) or a Hub repo id (org/name).")
@@ -53,25 +53,12 @@ def offline_mode(flag: bool) -> bool:
     return flag or bool(constants.HF_HUB_OFFLINE)
 
 
-def _files(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def progress_line(p: Progress) -> str:
     active = f"  {p.active[0]}" if p.active else ""
     if len(p.active) > 1:
         active += f" (+{len(p.active) - 1})"
     return (f"{p.fraction * 100:5.1f}%  {gb(p.bytes_done)} / {gb(p.bytes_total)}  "
-            f"{gb(p.speed) + '/s' if p.speed else 'speed --'}  ETA {_eta(p.eta_s)}  "
+            f"{gb(p.speed) + '/s' if p.speed else 'speed --'}  ETA {eta_text(p.eta_s)}  "
             f"files {p.files_done}/{p.files_total}{active}")
 
 
@@ -101,8 +88,8 @@ def run_download(plan: DownloadPlan, files: list | None = None) -> Outcome:
     """Run the download with progress on stderr; ctrl+c cancels it (within 2 s)."""
     download = Download(plan, files)
     reporter = _Reporter()
-    download.start()
     try:
+        download.start()
         while (outcome := download.poll()) is None:
             reporter.show(download.progress())
             time.sleep(0.1)
@@ -113,22 +100,16 @@ def run_download(plan: DownloadPlan, files: list | None = None) -> Outcome:
     return outcome
 
 
-def _report_failure(outcome: Outcome, plan: DownloadPlan, files_total: int) -> int:
-    kept = _finished_count(plan)
-    removed = (f"; removed the partial file(s) {', '.join(outcome.removed_partials)}"
-               if outcome.removed_partials else "")
+def _report_failure(outcome: Outcome, plan: DownloadPlan) -> int:
     if outcome.cancelled:
-        print(f"mixtui: download cancelled; {kept} of {files_total} files are finished and "
-              f"kept{removed}; run the same command to fetch the rest.", file=sys.stderr)
+        removed = (f"; removed the partial file(s) {', '.join(outcome.removed_partials)}"
+                   if outcome.removed_partials else "")
+        print(f"mixtui: download cancelled; {plan.finished()} of {len(plan.files)} files are "
+              f"finished and kept{removed}; run the same command to fetch the rest.",
+              file=sys.stderr)
         return 130
     assert outcome.error is not None
-    if removed:
-        print(f"mixtui:{removed[1:]}.", file=sys.stderr)
     raise outcome.error
-
-
-def _finished_count(plan: DownloadPlan) -> int:
-    return sum(1 for f in plan.files if (plan.snapshot / f.path).exists())
 
 
 def run(name: str, revision: str | None, offline: bool) -> int:
@@ -142,13 +123,11 @@ def run(name: str, revision: str | None, offline: bool) -> int:
         print(f"All {len(plan.files)} files are already here, in {plan.snapshot}; nothing to "
               "fetch.", file=sys.stderr)
         return 0
-    cached = len(plan.files) - len(plan.to_fetch)
-    print(f"fetching {_files(len(plan.to_fetch))}, {gb(plan.bytes_to_fetch)}"
-          + (f" ({cached} already here)" if cached else ""), file=sys.stderr)
+    print(fetch_summary(plan), file=sys.stderr)
     check_disk(plan)
     outcome = run_download(plan)
     if not outcome.ok:
-        return _report_failure(outcome, plan, len(plan.files))
+        return _report_failure(outcome, plan)
     print(f"done: {len(plan.files)} files in {outcome.snapshot}; check them any time with "
           f"`mixtui verify {t.label}`.", file=sys.stderr)
     return 0
@@ -156,16 +135,15 @@ def run(name: str, revision: str | None, offline: bool) -> int:
 
 def _offline(t: Target) -> int:
     """Offline: say what the cache holds; fetch nothing."""
-    from mixtui.hub.verify import expected_files, resolve_commit
+    from mixtui.hub.cache import resolve_commit, storage_dir
+    from mixtui.hub.verify import expected_files
 
     commit = resolve_commit(t.repo, t.revision)
     if commit is None:
         raise HubError(f"Offline, and nothing of {t.repo} is cached; connect to the network and "
                        f"run `mixtui download {t.label}` without --offline (and with "
                        "HF_HUB_OFFLINE unset).")
-    _, files = expected_files(t.repo, t.revision, offline=True)
-    from mixtui.hub.download import storage_dir
-
+    _, files = expected_files(t.repo, t.revision, offline=True, label=t.label)
     snapshot = storage_dir(t.repo) / "snapshots" / commit
     missing = [f.path for f in files if not (snapshot / f.path).exists()]
     if missing:
@@ -185,7 +163,8 @@ def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> 
     t = target(name, revision)
     offline = offline_mode(offline)
     reporter = _HashReporter()
-    report = verify(t.repo, t.revision, offline=offline, progress=reporter.update)
+    report = verify(t.repo, t.revision, offline=offline, progress=reporter.update,
+                    label=t.label)
     reporter.end()
     for check in report.checks:
         print(check.describe())
@@ -202,12 +181,11 @@ def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> 
                        f"offline; connect and run `mixtui verify {t.label} --repair`.")
     again = discard_bad(report)
     plan = plan_download(t.repo, report.commit, only=[f.path for f in again])
-    print(f"repairing {_files(len(plan.files))}: fetching {len(plan.to_fetch)}, "
-          f"{gb(plan.bytes_to_fetch)}", file=sys.stderr)
+    print(f"repairing {files_text(len(plan.files))}: {fetch_summary(plan)}", file=sys.stderr)
     check_disk(plan)
-    outcome = run_download(plan, list(plan.files))  # intact blobs are only linked again
+    outcome = run_download(plan)  # a blob that is intact is only linked again
     if not outcome.ok:
-        return _report_failure(outcome, plan, len(plan.files))
+        return _report_failure(outcome, plan)
     report = verify(t.repo, report.commit, offline=True)
     for check in report.checks:
         if check.path in {f.path for f in again}:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mixtui.errors import MixtuiError
+from mixtui.hub.cache import COMMIT, hub_cache, resolve_commit, storage_dir
 from mixtui.hub.errors import DiskFull, HubError, describe, scrub
 
 # What MLX needs from a repository (as mlx-lm fetches it, minus code: mixtui never runs
@@ -36,24 +37,21 @@ _PROGRESS_WINDOW_S = 20.0  # speed is measured over this much recent time
 _CHUNK = 10 * 2**20  # huggingface_hub writes a file in steps of this size
 
 
-def hub_cache() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def storage_dir(repo: str) -> Path:
-    """The repository's folder in the Hugging Face cache (blobs/, refs/, snapshots/)."""
-    return hub_cache() / ("models--" + repo.replace("/", "--"))
-
-
 @dataclass(frozen=True)
 class RemoteFile:
     path: str
     size: int
     etag: str  # the blob's name in the cache: SHA-256 for LFS files, git SHA-1 for others
     lfs: bool
-    cached: bool
+    cached: bool  # its blob is in the cache (nothing to fetch)
+    linked: bool = True  # and the snapshot of the planned commit links to it
+
+    @classmethod
+    def from_tree(cls, entry: Any, cached: bool = True, linked: bool = True) -> RemoteFile:
+        """From a huggingface_hub `RepoFile` (a tree listing's entry)."""
+        lfs = entry.lfs
+        return cls(entry.path, int(lfs.size if lfs else entry.size),
+                   str(lfs.sha256 if lfs else entry.blob_id), lfs is not None, cached, linked)
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,8 @@ class DownloadPlan:
 
     @property
     def to_fetch(self) -> tuple[RemoteFile, ...]:
-        return tuple(f for f in self.files if not f.cached)
+        """Files the snapshot lacks (those whose blob is cached are only linked, not fetched)."""
+        return tuple(f for f in self.files if not f.linked)
 
     @property
     def bytes_total(self) -> int:
@@ -75,48 +74,72 @@ class DownloadPlan:
 
     @property
     def bytes_to_fetch(self) -> int:
-        return sum(f.size for f in self.to_fetch)
+        return sum(f.size for f in self.to_fetch if not f.cached)
 
     @property
     def snapshot(self) -> Path:
         return storage_dir(self.repo) / "snapshots" / self.commit
 
+    def finished(self) -> int:
+        """How many of the files are in the snapshot now."""
+        return sum(1 for f in self.files if (self.snapshot / f.path).exists())
 
-def plan_download(repo: str, revision: str | None = None,
-                  only: list[str] | None = None) -> DownloadPlan:
+
+def plan_download(repo: str, revision: str | None = None, only: list[str] | None = None, *,
+                  tui: bool = False) -> DownloadPlan:
     """Ask the Hub what the repository holds and what of it is not in the cache yet.
 
-    `only`: just these files (verify --repair); by default every file MLX needs.
+    `only`: just these files (verify --repair); by default every file MLX needs. The plan is
+    for one commit, and nothing is written to the cache: a branch's ref moves only when its
+    download has finished, so a plan that is not carried out leaves the cache as it was.
     """
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()  # mixtui shows its own progress
-
     patterns = list(only) if only is not None else list(ALLOW_PATTERNS)
     try:
-        dry = snapshot_download(repo, revision=revision, allow_patterns=patterns, dry_run=True)
-        commit = dry[0].commit_hash if dry else HfApi().repo_info(repo, revision=revision).sha
+        api = HfApi()
+        commit = api.repo_info(repo, revision=revision).sha
         assert commit is not None
-        tree = {f.path: f for f in HfApi().list_repo_tree(repo, revision=commit, recursive=True)
+        dry = snapshot_download(repo, revision=commit, allow_patterns=patterns, dry_run=True)
+        tree = {f.path: f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
                 if isinstance(f, RepoFile)}
     except MixtuiError:
         raise
     except Exception as exc:
-        raise describe(exc, repo, revision) from exc
-    files = []
-    for info in sorted(dry, key=lambda d: d.filename):
-        entry = tree.get(info.filename)
-        lfs = entry is not None and entry.lfs is not None
-        etag = (entry.lfs.sha256 if lfs and entry and entry.lfs else
-                entry.blob_id if entry is not None else "")
-        size = info.file_size if info.file_size is not None else (entry.size if entry else 0)
-        files.append(RemoteFile(info.filename, int(size), etag, lfs, not info.will_download))
+        raise describe(exc, repo, revision, tui=tui) from exc
+    snapshot = storage_dir(repo) / "snapshots" / commit
+    files = [RemoteFile.from_tree(tree[info.filename], cached=not info.will_download,
+                                  linked=(snapshot / info.filename).exists())
+             for info in sorted(dry, key=lambda d: d.filename) if info.filename in tree]
     if only is None and not any(f.path == "config.json" for f in files):
         raise HubError(f"{repo} has no config.json, so it is not a model mixtui can run; pick an "
                        "MLX conversion (e.g. from mlx-community).")
     return DownloadPlan(repo, revision, commit, tuple(files))
+
+
+def write_ref(repo: str, revision: str | None, commit: str, *, complete: bool = True) -> None:
+    """Point the branch or tag at `commit` in the cache, as huggingface_hub does.
+
+    After an unfinished download (`complete=False`) the ref moves only if it pointed at no
+    snapshot: an update that was cancelled never hides the complete snapshot of before.
+    """
+    name = revision or "main"
+    if COMMIT.match(name):
+        return
+    if not complete:
+        current = resolve_commit(repo, name)
+        if current is not None and (storage_dir(repo) / "snapshots" / current).is_dir():
+            return
+        if not (storage_dir(repo) / "snapshots" / commit).is_dir():
+            return
+    ref = storage_dir(repo) / "refs" / name
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+    tmp.write_text(commit)
+    os.replace(tmp, ref)
 
 
 def free_disk(path: Path) -> int:
@@ -150,6 +173,31 @@ def check_disk(plan: DownloadPlan) -> None:
         raise DiskFull(f"{plan.repo} needs {gb(need)} more on disk (plus {gb(reserve)} kept "
                        f"free) but {hub_cache()} has only {gb(free)} free; free "
                        f"{gb(need + reserve - free)} or set HF_HUB_CACHE to a larger disk.")
+
+
+def files_text(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+def fetch_summary(plan: DownloadPlan) -> str:
+    """'fetching 2 files, 24.1 GB; 1 more is in the cache and only linked (3 already here)'"""
+    fetch = sum(1 for f in plan.to_fetch if not f.cached)
+    link = len(plan.to_fetch) - fetch
+    here = len(plan.files) - len(plan.to_fetch)
+    text = f"fetching {files_text(fetch)}, {gb(plan.bytes_to_fetch)}"
+    if link:
+        text += f"; {link} more {'is' if link == 1 else 'are'} in the cache and only linked"
+    return text + (f" ({here} already here)" if here else "")
+
+
+def eta_text(seconds: float | None) -> str:
+    """'12 s', '2 min 03 s', '1 h 05 min', or '--' when unknown."""
+    if seconds is None:
+        return "--"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def gb(n: float) -> str:
@@ -190,19 +238,26 @@ class Outcome:
 
 
 class Download:
-    """One download of `plan`'s missing files, in a child process."""
+    """One download of `plan`'s missing files, in a child process.
 
-    def __init__(self, plan: DownloadPlan, files: list[RemoteFile] | None = None):
+    `tui`: messages say "try again" rather than "run the command again".
+    """
+
+    def __init__(self, plan: DownloadPlan, files: list[RemoteFile] | None = None, *,
+                 tui: bool = False):
         self.plan = plan
         self.files = list(plan.to_fetch if files is None else files)
+        self.tui = tui
         self._proc: Any = None
         self._conn: Connection | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._lock = threading.Lock()  # cancel() may come from two threads (Esc, then quit)
         self.outcome: Outcome | None = None
 
     @property
     def bytes_total(self) -> int:
-        return sum(f.size for f in self.files)
+        """Bytes to fetch (a file whose blob is cached is only linked)."""
+        return sum(f.size for f in self.files if not f.cached)
 
     def start(self) -> None:
         remove_partials(self.plan.repo, self.files)  # left by a run that was killed outright
@@ -210,9 +265,17 @@ class Download:
         receiver, sender = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=_child_main, name="mixtui-download", daemon=True,
-            args=(self.plan.repo, self.plan.revision, [f.path for f in self.files], sender,
-                  os.getpid()))
-        self._proc.start()
+            args=(self.plan.repo, self.plan.commit, [f.path for f in self.files], sender,
+                  os.getpid(), self.tui))
+        # ctrl+c reaches the whole process group: the child must ignore it from its very
+        # start (it inherits this), not only once its own code runs
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._proc.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         sender.close()
         self._conn = receiver
 
@@ -233,7 +296,7 @@ class Download:
         active = []
         for f in self.files:
             if sizes.get(f.etag) == f.size:
-                done += f.size
+                done += 0 if f.cached else f.size
                 files_done += 1
                 continue
             prefix = f.etag + "."
@@ -257,34 +320,46 @@ class Download:
     # -- completion -------------------------------------------------------------------------
     def poll(self) -> Outcome | None:
         """The outcome once the child has finished, else None (never blocks)."""
-        if self.outcome is not None:
+        with self._lock:
+            if self.outcome is not None:
+                return self.outcome
+            assert self._proc is not None
+            alive = self._proc.is_alive()  # before reading: a child that ends has sent first
+            message = self._receive()
+            if message is None and alive:
+                return None
+            self._proc.join(timeout=5)
+            if message is None:
+                code = self._proc.exitcode
+                again = "try again" if self.tui else "run the command again"
+                self.outcome = Outcome(False, error=HubError(
+                    f"The download process exited unexpectedly (code {code}); {again} "
+                    "(finished files are kept)."))
+            elif message[0] == "done":
+                write_ref(self.plan.repo, self.plan.revision, self.plan.commit)
+                self.outcome = Outcome(True, snapshot=Path(message[1]))
+            else:
+                _, kind, text, code, detail = message
+                error = DiskFull(text, detail) if kind == "DiskFull" else HubError(text, detail)
+                error.exit_code = code
+                self.outcome = Outcome(False, error=error)
+            if not self.outcome.ok:
+                self._unfinished()
+            self._close()
             return self.outcome
-        assert self._proc is not None and self._conn is not None
-        message = None
+
+    def _unfinished(self) -> None:
+        assert self.outcome is not None
+        self.outcome.removed_partials = remove_partials(self.plan.repo, self.files)
+        write_ref(self.plan.repo, self.plan.revision, self.plan.commit, complete=False)
+
+    def _receive(self) -> Any:
         try:
-            if self._conn.poll():
-                message = self._conn.recv()
+            if self._conn is not None and self._conn.poll():
+                return self._conn.recv()
         except (EOFError, OSError):
-            message = None
-        if message is None and self._proc.is_alive():
-            return None
-        self._proc.join(timeout=5)
-        if message is None:
-            code = self._proc.exitcode
-            self.outcome = Outcome(False, error=HubError(
-                f"The download process exited unexpectedly (code {code}); run the command "
-                "again (finished files are kept)."))
-        elif message[0] == "done":
-            self.outcome = Outcome(True, snapshot=Path(message[1]))
-        else:
-            _, kind, text, code, detail = message
-            error = DiskFull(text, detail) if kind == "DiskFull" else HubError(text, detail)
-            error.exit_code = code
-            self.outcome = Outcome(False, error=error)
-        if not self.outcome.ok:
-            self.outcome.removed_partials = remove_partials(self.plan.repo, self.files)
-        self._close()
-        return self.outcome
+            pass
+        return None
 
     def wait(self, timeout: float | None = None, interval: float = 0.1) -> Outcome | None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -294,21 +369,27 @@ class Download:
             time.sleep(interval)
         return outcome
 
+    def stop_soon(self) -> None:
+        """Ask the child to end (SIGTERM) without waiting; `cancel` then finishes the job."""
+        if self._proc is not None and self.outcome is None and self._proc.is_alive():
+            self._proc.terminate()
+
     def cancel(self) -> Outcome:
         """Stop now (SIGTERM, then SIGKILL), and remove the partial files it leaves."""
-        if self.outcome is not None:
-            return self.outcome
-        assert self._proc is not None
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=1.0)
+        with self._lock:
+            if self.outcome is not None:
+                return self.outcome
+            assert self._proc is not None
             if self._proc.is_alive():
-                self._proc.kill()
-                self._proc.join(timeout=0.5)
-        self.outcome = Outcome(False, cancelled=True)
-        self.outcome.removed_partials = remove_partials(self.plan.repo, self.files)
-        self._close()
-        return self.outcome
+                self._proc.terminate()
+                self._proc.join(timeout=1.0)
+                if self._proc.is_alive():
+                    self._proc.kill()
+                    self._proc.join(timeout=0.5)
+            self.outcome = Outcome(False, cancelled=True)
+            self._unfinished()
+            self._close()
+            return self.outcome
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -358,8 +439,8 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)
 
 
-def _child_main(repo: str, revision: str | None, paths: list[str], conn: Connection,
-                parent: int) -> None:
+def _child_main(repo: str, commit: str, paths: list[str], conn: Connection, parent: int,
+                tui: bool) -> None:
     # ctrl+c reaches the whole process group; the parent decides, and ends this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -370,10 +451,10 @@ def _child_main(repo: str, revision: str | None, paths: list[str], conn: Connect
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo, revision=revision, allow_patterns=paths)
+        path = snapshot_download(repo, revision=commit, allow_patterns=paths)
         conn.send(("done", str(path)))
     except BaseException as exc:  # everything goes back to the parent as one sentence
-        error = describe(exc, repo, revision)
+        error = describe(exc, repo, commit, tui=tui)
         conn.send(("failed", type(error).__name__, str(error), error.exit_code,
                    scrub(traceback.format_exc())))
     finally:

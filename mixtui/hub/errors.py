@@ -34,9 +34,15 @@ def endpoint() -> str:
 
 
 def scrub(text: str) -> str:
-    """`text` with any token the user has set replaced by a placeholder."""
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        token = os.environ.get(name)
+    """`text` with any token the user has (set, or stored by `hf auth login`) replaced."""
+    tokens = [os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+    try:
+        from huggingface_hub import get_token
+
+        tokens.append(get_token())
+    except Exception:  # no readable token store: nothing more to hide
+        pass
+    for token in tokens:
         if token and len(token) >= 4:
             text = text.replace(token, "<token>")
     return text
@@ -48,8 +54,12 @@ def _has_token() -> bool:
     return get_token() is not None
 
 
-def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError:
-    """The MixtuiError that tells the user what `exc` means for downloading `repo`."""
+def describe(exc: BaseException, repo: str, revision: str | None, *,
+             tui: bool = False) -> MixtuiError:
+    """The MixtuiError that tells the user what `exc` means for downloading `repo`.
+
+    `tui`: said in the TUI, where there is no command to run again and no flags.
+    """
     from huggingface_hub.errors import (
         DisabledRepoError,
         GatedRepoError,
@@ -60,26 +70,27 @@ def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError
     )
 
     rev = revision or "main"
+    again = "try again" if tui else "run the command again"
     if type(exc).__name__ == "DryRunError" and exc.__cause__ is not None:
-        return describe(exc.__cause__, repo, revision)  # the dry run wraps what went wrong
+        return describe(exc.__cause__, repo, revision, tui=tui)  # the dry run wraps what went wrong
     if isinstance(exc, GatedRepoError):
         action = ("your token's account has not been granted access: accept the licence on "
                   f"{endpoint()}/{repo} with that account" if _has_token() else
                   f"accept its licence on {endpoint()}/{repo}, then log in with `hf auth login` "
                   "(or set HF_TOKEN)")
-        return HubError(f"{repo} is a gated repository; {action}, and run the command again.")
+        return HubError(f"{repo} is a gated repository; {action}, and {again}.")
     if isinstance(exc, RevisionNotFoundError):
         return HubNotFound(f"{repo} has no revision '{rev}'; check the branch, tag or commit "
-                           "hash (or leave out --revision for main).")
+                           "hash" + ("." if tui else " (or leave out --revision for main)."))
     status = _status(exc)
     if isinstance(exc, RepositoryNotFoundError) or status == 401:
         if status == 401 and _has_token() and not _is_repo_not_found(exc):
             return HubError("The Hub refused your token (401); log in again with "
-                            "`hf auth login` or fix HF_TOKEN, and run the command again.")
+                            f"`hf auth login` or fix HF_TOKEN, and {again}.")
         hint = ("" if _has_token() else
-                " If it is private, log in with `hf auth login` (or set HF_TOKEN).")
+                "; if it is private, log in with `hf auth login` (or set HF_TOKEN)")
         return HubNotFound(f"{repo} was not found on the Hub at {endpoint()}; check the name "
-                           f"(org/name, as on its model page).{hint}")
+                           f"(org/name, as on its model page){hint}.")
     if isinstance(exc, DisabledRepoError):
         return HubError(f"{repo} has been disabled by its owner; pick another repository.")
     if isinstance(exc, OfflineModeIsEnabled):
@@ -87,17 +98,19 @@ def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError
                         "what is cached.")
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        return DiskFull(f"The disk filled up while downloading{where}; free some space and run "
-                        "the command again (finished files are kept).")
+        return DiskFull(f"The disk filled up while downloading{where}; free some space and "
+                        f"{again} (finished files are kept).")
     if _is_connection_error(exc):
+        offline = "" if tui else ", or use --offline for what is cached"
         return HubError(f"The Hub at {endpoint()} cannot be reached or the connection dropped "
-                        f"({type(exc).__name__}); check the network and run the command again "
-                        "(finished files are kept), or use --offline for what is cached.")
+                        f"({type(exc).__name__}); check the network and {again} (finished "
+                        f"files are kept){offline}.")
     if isinstance(exc, HfHubHTTPError) and status is not None:
         return HubError(f"The Hub answered {status} for {repo}; try again later (finished files "
                         "are kept).")
-    return HubError(scrub(f"Downloading {repo} failed ({type(exc).__name__}: {exc}); run the "
-                          "command again, or with --debug to see where."))
+    debug = "" if tui else ", or with --debug to see where"
+    return HubError(scrub(f"Downloading {repo} failed ({type(exc).__name__}: {exc}); "
+                          f"{again}{debug}."))
 
 
 def _status(exc: BaseException) -> int | None:

@@ -14,11 +14,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from mixtui.hub.download import ALLOW_PATTERNS, RemoteFile, storage_dir
+from mixtui.hub.cache import resolve_commit, storage_dir
+from mixtui.hub.download import ALLOW_PATTERNS, RemoteFile
 from mixtui.hub.errors import HubError, describe
 
 Status = Literal["ok", "missing", "truncated", "corrupt"]
@@ -66,18 +67,6 @@ class VerifyReport:
         return not self.bad
 
 
-def resolve_commit(repo: str, revision: str | None) -> str | None:
-    """The commit a branch or tag points to in the cache (or the revision if it is a commit)."""
-    rev = revision or "main"
-    if _COMMIT.match(rev):
-        return rev
-    ref = storage_dir(repo) / "refs" / rev
-    try:
-        return ref.read_text().strip() or None
-    except OSError:
-        return None
-
-
 def cached_tree(repo: str, commit: str) -> list[RemoteFile] | None:
     """The file list huggingface_hub recorded for `commit` (`trees/<commit>.json`), or None.
 
@@ -92,7 +81,7 @@ def cached_tree(repo: str, commit: str) -> list[RemoteFile] | None:
         for name, entry in sorted(data["files"].items()):
             lfs = entry.get("lfs_sha256")
             files.append(RemoteFile(name, int(entry["lfs_size"] if lfs else entry["size"]),
-                                    str(lfs or entry["blob_id"]), bool(lfs), True))
+                                    str(lfs or entry["blob_id"]), bool(lfs), cached=True))
         return files
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -106,16 +95,18 @@ def _needed(files: list[RemoteFile]) -> list[RemoteFile]:
     return [f for f in files if f.path in wanted]
 
 
-def expected_files(repo: str, revision: str | None, *,
-                   offline: bool) -> tuple[str, list[RemoteFile]]:
-    """The files MLX needs, with the size and hash the Hub gave for them."""
+def expected_files(repo: str, revision: str | None, *, offline: bool,
+                   label: str | None = None) -> tuple[str, list[RemoteFile]]:
+    """The files MLX needs, with the size and hash the Hub gave for them.
+
+    `label`: what the user called the model (a registry key), for the messages."""
     commit = resolve_commit(repo, revision)
     files = cached_tree(repo, commit) if commit is not None else None
     if files is None:
         if offline:
             where = "nothing of it is cached" if commit is None else "its file list is not cached"
             raise HubError(f"{repo} cannot be checked offline: {where}; run `mixtui download "
-                           f"{repo}` while online first.")
+                           f"{label or repo}` while online first.")
         from huggingface_hub import HfApi
         from huggingface_hub.hf_api import RepoFile
 
@@ -123,8 +114,7 @@ def expected_files(repo: str, revision: str | None, *,
             api = HfApi()
             commit = commit or api.repo_info(repo, revision=revision).sha
             assert commit is not None
-            files = [RemoteFile(e.path, int(e.lfs.size if e.lfs else e.size),
-                                e.lfs.sha256 if e.lfs else e.blob_id, e.lfs is not None, True)
+            files = [RemoteFile.from_tree(e)
                      for e in api.list_repo_tree(repo, revision=commit, recursive=True)
                      if isinstance(e, RepoFile)]
         except Exception as exc:
@@ -165,9 +155,10 @@ def check_file(snapshot: Path, file: RemoteFile,
 
 
 def verify(repo: str, revision: str | None = None, *, offline: bool = False,
-           progress: Callable[[str, int], None] | None = None) -> VerifyReport:
+           progress: Callable[[str, int], None] | None = None,
+           label: str | None = None) -> VerifyReport:
     """Check every file of the snapshot; `progress(path, nbytes)` as bytes are hashed."""
-    commit, files = expected_files(repo, revision, offline=offline)
+    commit, files = expected_files(repo, revision, offline=offline, label=label)
     snapshot = storage_dir(repo) / "snapshots" / commit
     checks = []
     for file in files:
@@ -194,11 +185,15 @@ def discard_bad(report: VerifyReport) -> list[RemoteFile]:
             with contextlib.suppress(OSError):
                 blob = link.resolve(strict=True)
         intact = check.status == "missing" and check_file(
-            blobs, RemoteFile(blob.name, f.size, f.etag, f.lfs, True)).status == "ok"
-        if blob.parent == blobs and blob.is_file() and not intact:
-            blob.unlink(missing_ok=True)
-        link.unlink(missing_ok=True)
-        again.append(RemoteFile(f.path, f.size, f.etag, f.lfs, False))
+            blobs, replace(f, path=blob.name)).status == "ok"
+        try:
+            if blob.parent == blobs and blob.is_file() and not intact:
+                blob.unlink(missing_ok=True)
+            link.unlink(missing_ok=True)
+        except OSError as exc:
+            raise HubError(f"Cannot remove the bad file {link} ({exc.strerror}); check that the "
+                           "cache is writable for you, and run the command again.") from None
+        again.append(replace(f, cached=intact, linked=False))
     return again
 
 

@@ -9,31 +9,14 @@ from pathlib import Path
 from typing import Literal
 
 from mixtui.errors import ModelNotFound, ModelNotLocal
+from mixtui.hub.cache import snapshot_dir
 from mixtui.paths import PACKAGE_DIR
 from mixtui.registry.check import check_config, check_model_dir, read_config, repair_hint
 from mixtui.registry.loader import load_registry
 from mixtui.registry.spec import Geometry, Kind, ModelSpec, Quantization
 
 LocalState = Literal["bundled", "complete", "partial", "absent"]
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _hub_cache() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def snapshot_dir(repo: str, revision: str | None = None) -> Path | None:
-    """The cached snapshot folder of a Hub repo, if the cache has one for that revision."""
-    repo_dir = _hub_cache() / ("models--" + repo.replace("/", "--"))
-    if not repo_dir.is_dir():
-        return None
-    rev = revision or "main"
-    ref = repo_dir / "refs" / rev
-    commit = ref.read_text().strip() if ref.is_file() else rev
-    snap = repo_dir / "snapshots" / commit
-    return snap if snap.is_dir() else None
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def missing_files(model_dir: Path) -> list[str]:
@@ -130,7 +113,7 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
         kind = "is not a directory" if path.exists() else "does not exist"
         raise ModelNotFound(f"No such directory: {name} {kind}; check the path, or give a "
                             "model key from `mixtui models`.")
-    if _REPO_ID.match(name):
+    if REPO_ID.match(name):
         for spec in registry.values():
             if spec.repo == name:
                 return spec

@@ -961,12 +961,14 @@ class MixtuiApp(App[int]):
     def _end_engine(self) -> None:
         """Quitting: stop the engine within about a second, whatever it is doing."""
         self._closing = True
-        for screen in self.screen_stack:
-            if isinstance(screen, DownloadScreen):
-                screen.stop_now()
+        downloads = [s for s in self.screen_stack if isinstance(s, DownloadScreen)]
+        for screen in downloads:  # both processes are told to end first, then waited for
+            screen.stop_soon()
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.close(timeout=1.0)
+        for screen in downloads:
+            screen.stop_now()
         self._spawner.shutdown(wait=False)
 
 

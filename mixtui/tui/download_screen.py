@@ -15,23 +15,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
 from mixtui.errors import MixtuiError
-from mixtui.hub.download import Download, DownloadPlan, Outcome, Progress, gb
+from mixtui.hub.download import (
+    Download,
+    DownloadPlan,
+    Outcome,
+    Progress,
+    eta_text,
+    fetch_summary,
+    gb,
+)
 from mixtui.registry.spec import ModelSpec
 
 TICK_S = 0.25
 _MAX_FILES_SHOWN = 12
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 class DownloadScreen(ModalScreen[bool]):
@@ -59,6 +59,7 @@ class DownloadScreen(ModalScreen[bool]):
         self.download: Download | None = None
         self.outcome: Outcome | None = None
         self.state = "planning"  # planning, ready, downloading, failed, cancelling, done
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -79,7 +80,7 @@ class DownloadScreen(ModalScreen[bool]):
         from mixtui.hub.download import check_disk, plan_download
 
         try:
-            plan = plan_download(self.spec.repo or "", self.spec.revision)
+            plan = plan_download(self.spec.repo or "", self.spec.revision, tui=True)
             check_disk(plan)
         except MixtuiError as exc:
             self.app.call_from_thread(self._fail, str(exc))
@@ -89,19 +90,23 @@ class DownloadScreen(ModalScreen[bool]):
             return
         self.app.call_from_thread(self._planned, plan)
 
+    @property
+    def _showing(self) -> bool:
+        """Still the screen on top (a worker's answer may come after Esc closed it)."""
+        return self.is_attached and self.app.screen is self
+
     def _planned(self, plan: DownloadPlan) -> None:
+        if not self._showing:
+            return
         self.plan = plan
         if not plan.to_fetch:
             self.state = "done"
             self.dismiss(True)
             return
         self.state = "ready"
-        here = len(plan.files) - len(plan.to_fetch)
         self.query_one("#dl-summary", Static).update(
-            f"{self.spec.repo} @ {plan.commit[:10]}: {len(plan.to_fetch)} "
-            f"file{'s' if len(plan.to_fetch) != 1 else ''} to fetch, "
-            f"{gb(plan.bytes_to_fetch)}" + (f" ({here} already here)" if here else "")
-            + " into the Hugging Face cache.")
+            f"{self.spec.repo} @ {plan.commit[:10]}: {fetch_summary(plan)}, into the Hugging "
+            "Face cache.")
         self._show_files(None)
         self._message("Enter downloads; Esc goes back.")
 
@@ -113,10 +118,11 @@ class DownloadScreen(ModalScreen[bool]):
             return
         self.state = "downloading"
         self.outcome = None
-        self.download = Download(self.plan)
+        self.download = Download(self.plan, tui=True)
         self.download.start()
         self._message("Downloading… Esc cancels.")
-        self.set_interval(TICK_S, self._tick, name="download-progress")
+        if self._timer is None:
+            self._timer = self.set_interval(TICK_S, self._tick, name="download-progress")
 
     def _tick(self) -> None:
         download = self.download
@@ -140,7 +146,7 @@ class DownloadScreen(ModalScreen[bool]):
         self.query_one(ProgressBar).update(progress=100 * p.fraction)
         speed = f"{gb(p.speed)}/s" if p.speed else "measuring speed"
         self.query_one("#dl-figures", Static).update(
-            f"{gb(p.bytes_done)} / {gb(p.bytes_total)} · {speed} · ETA {_eta(p.eta_s)} · "
+            f"{gb(p.bytes_done)} / {gb(p.bytes_total)} · {speed} · ETA {eta_text(p.eta_s)} · "
             f"files {p.files_done}/{p.files_total}")
         self._show_files(p)
 
@@ -180,10 +186,15 @@ class DownloadScreen(ModalScreen[bool]):
     def _cancelled(self, outcome: Outcome) -> None:
         self.outcome = outcome
         assert self.plan is not None
-        kept = sum(1 for f in self.plan.files if (self.plan.snapshot / f.path).exists())
-        self.app.notify(f"Download cancelled; {kept} of {len(self.plan.files)} files are "
-                        "finished and kept; pick the model again to fetch the rest.")
-        self.dismiss(False)
+        self.app.notify(f"Download cancelled; {self.plan.finished()} of {len(self.plan.files)} "
+                        "files are finished and kept; pick the model again to fetch the rest.")
+        if self._showing:
+            self.dismiss(False)
+
+    def stop_soon(self) -> None:
+        """Quitting: ask the download process to end, without waiting (see stop_now)."""
+        if self.download is not None:
+            self.download.stop_soon()
 
     def stop_now(self) -> None:
         """Quitting: end the download process at once (finished files stay)."""
@@ -194,6 +205,8 @@ class DownloadScreen(ModalScreen[bool]):
         self.stop_now()
 
     def _fail(self, text: str) -> None:
+        if not self._showing:
+            return
         self.state = "failed"
         self._message(text, error=True)
 
