@@ -16,6 +16,7 @@ import pytest
 from conftest import model_repo_files
 from mockhub import MockHub
 from test_tui import notices, process_gone, ready, text_of, wait_for
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from mixtui.engine.messages import Sampling
@@ -39,6 +40,19 @@ def hub(hub_in_process: MockHub, tiny_dense_dir: Path, dense_config: dict,
         f'[models.mistral-7b-instruct]\nname = "Tiny dense"\nrepo = "{REPO}"\nkind = "chat"\n'
         f"[models.mistral-7b-instruct.geometry]\n{geometry}\n")
     return hub_in_process
+
+
+async def start_download(pilot: Pilot, app: MixtuiApp) -> DownloadScreen:
+    """Pick slot 2 (not here), confirm, and wait until the weights are being written."""
+    await pilot.press("escape", "2")
+    await wait_for(pilot, lambda: isinstance(app.screen, DownloadScreen)
+                   and app.screen.state == "ready")
+    screen = app.screen
+    assert isinstance(screen, DownloadScreen)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.download is not None
+                   and screen.download.progress().active != ())
+    return screen
 
 
 def partials(hub_cache: Path) -> list[Path]:
@@ -74,14 +88,7 @@ async def test_esc_cancels_the_download_within_2s_and_keeps_the_conversation(
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         engine = app.engine
-        await pilot.press("escape", "2")
-        await wait_for(pilot, lambda: isinstance(app.screen, DownloadScreen)
-                       and app.screen.state == "ready")
-        screen = app.screen
-        assert isinstance(screen, DownloadScreen)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.download is not None
-                       and screen.download.progress().active != ())
+        screen = await start_download(pilot, app)
         figures = text_of(screen.query_one("#dl-figures", Static))
         assert "files" in figures and "ETA" in figures
         child = screen.download._proc  # type: ignore[union-attr]
@@ -102,14 +109,7 @@ async def test_fault_19_quitting_during_a_download_exits_within_2s(
     app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=4))
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
-        await pilot.press("escape", "2")
-        await wait_for(pilot, lambda: isinstance(app.screen, DownloadScreen)
-                       and app.screen.state == "ready")
-        screen = app.screen
-        assert isinstance(screen, DownloadScreen)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.download is not None
-                       and screen.download.progress().active != ())
+        screen = await start_download(pilot, app)
         child = screen.download._proc  # type: ignore[union-attr]
         engine = app.engine
         started = time.monotonic()
