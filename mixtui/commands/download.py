@@ -29,7 +29,7 @@ class Target:
     label: str  # what to call it in messages: the registry key, or the repo id
 
 
-def target(name: str, revision: str | None) -> Target:
+def target(name: str, revision: str | None, action: str = "download") -> Target:
     """A registry key or a Hub repo id; --revision overrides the registry's revision."""
     from mixtui.registry import load_registry
     from mixtui.registry.local import REPO_ID
@@ -39,7 +39,7 @@ def target(name: str, revision: str | None) -> Target:
     if spec is not None:
         if spec.repo is None:
             what = "is bundled with mixtui" if spec.bundled else f"is a local folder ({spec.path})"
-            raise UsageError(f"{name} {what}, so there is nothing to download; use it as it is.")
+            raise UsageError(f"{name} {what}, so there is nothing to {action}; use it as it is.")
         return Target(spec.repo, revision or spec.revision, name)
     if REPO_ID.match(name):
         return Target(name, revision, name)
@@ -160,7 +160,7 @@ def _offline(t: Target) -> int:
 def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> int:
     from mixtui.hub.verify import discard_bad, verify
 
-    t = target(name, revision)
+    t = target(name, revision, "verify")
     offline = offline_mode(offline)
     reporter = _HashReporter()
     report = verify(t.repo, t.revision, offline=offline, progress=reporter.update,
