@@ -261,6 +261,8 @@ def test_fault_14_system_prompt_merged_into_the_first_user_turn(
     assert "Traceback" not in proc.stderr and proc.stdout.strip()
     _, tokens, summary = read_trace(trace)
     assert summary is not None and summary["generation_tokens"] == 4
+    assert summary["system_merged"] is True  # and the user is told so
+    assert "the system prompt was put before your message in the first user turn" in proc.stderr
     prompt_ids = [t["id"] for t in tokens if t["phase"] == "prompt"]
     merged = AutoTokenizer.from_pretrained(tiny_moe_dir).apply_chat_template(
         [{"role": "user", "content": "w7 w8\n\nw5 w6"}], add_generation_prompt=True)

@@ -444,3 +444,19 @@ async def test_fault_20_a_malformed_user_models_toml_is_reported_once_and_set_as
                        "layers, hidden, ...); fix the entry or remove it; until then mixtui "
                        "uses its built-in models."]
         assert "nano" in text_of(app.query_one("#model-bar"))
+
+
+async def test_fault_14_a_merged_system_prompt_is_said_once(tiny_moe_dir: Path) -> None:
+    from mixtui.settings import Settings
+
+    settings = Settings(system_prompt="w7 w8", sampling=Sampling(temperature=0.0, max_tokens=2))
+    app = MixtuiApp(str(tiny_moe_dir), settings=settings, persist=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        for prompt in ("w5", "w6"):
+            app.last_finish_reason = None
+            await ask(pilot, app, prompt)
+            await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        said = [n for n in notices(app) if "has no system role" in n]
+        assert len(said) == 1
+        assert all(s.system_merged for s in app.conversation.stats)

@@ -25,6 +25,9 @@ from mixtui.engine.messages import (
 from mixtui.errors import MixtuiError, UsageError
 from mixtui.registry import ModelSpec, require_local, resolve
 
+SYSTEM_MERGED = ("mixtui: note: this model's chat template has no system role, so the system "
+                 "prompt was put before your message in the first user turn.")
+
 
 @dataclass(frozen=True)
 class GenerateArgs:
@@ -167,9 +170,12 @@ def run(args: GenerateArgs) -> int:
                         "generation_tps": event.stats.generation_tps,
                         "peak_memory_bytes": event.stats.peak_memory_bytes,
                         "finish_reason": event.stats.finish_reason,
+                        "system_merged": event.stats.system_merged,
                     }))
                 else:
                     sys.stdout.write("\n")
+                    if event.stats.system_merged:
+                        print(SYSTEM_MERGED, file=sys.stderr)
                 return 130 if interrupted else 0
             elif isinstance(event, Failed):
                 raise _failure(event)

@@ -129,6 +129,8 @@ class Stats:
     peak_memory_bytes: int
     kv_cache_bytes: int
     finish_reason: str  # "stop", "length" or "cancelled"
+    # the chat template has no system role: the system prompt went into the first user turn
+    system_merged: bool = False
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ def _template_messages(request: Generate, merge_system: bool) -> list[dict[str, 
 
 def build_prompt_tokens(tokenizer: Any, request: Generate) -> list[int]:
     """Token ids of the whole conversation, ending where the model should go on."""
+    return build_prompt(tokenizer, request)[0]
+
+
+def build_prompt(tokenizer: Any, request: Generate) -> tuple[list[int], bool]:
+    """(token ids, whether the system prompt had to be merged into the first user turn)."""
     if not request.messages:
         raise UsageError("There is nothing to answer; give a prompt.")
     use_template = not request.completion and getattr(tokenizer, "chat_template", None)
@@ -36,16 +41,16 @@ def build_prompt_tokens(tokenizer: Any, request: Generate) -> list[int]:
             text = f"{request.system}\n\n{text}"
         if not text:
             raise UsageError("The prompt is empty; give some text to continue.")
-        return list(tokenizer.encode(text))
+        return list(tokenizer.encode(text)), False
     # Some templates (Mistral's, Mixtral v0.1's) accept no system role: then the system
     # prompt is merged into the first user turn, as their model cards advise.
     try:
-        return _apply(tokenizer, request, merge_system=False)
+        return _apply(tokenizer, request, merge_system=False), False
     except TemplateError as exc:
         refusal = exc
     if request.system:
         try:
-            return _apply(tokenizer, request, merge_system=True)
+            return _apply(tokenizer, request, merge_system=True), True
         except TemplateError as exc:
             merged_refusal = exc
         try:  # without the system prompt: is it the system prompt the template refuses?

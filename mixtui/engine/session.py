@@ -30,7 +30,7 @@ from mixtui.engine.messages import (
     Stats,
     Tokens,
 )
-from mixtui.engine.prompt import build_prompt_tokens
+from mixtui.engine.prompt import build_prompt
 from mixtui.errors import MixtuiError, UsageError
 from mixtui.registry.check import (
     ModelUnusable,
@@ -309,7 +309,7 @@ class Session:
 
         if request.sampling.max_tokens < 1:
             raise UsageError(f"max_tokens must be at least 1, not {request.sampling.max_tokens}.")
-        tokens = build_prompt_tokens(self.tokenizer, request)
+        tokens, system_merged = build_prompt(self.tokenizer, request)
         if self.max_kv_size is not None and len(tokens) >= self.max_kv_size:
             # Checked before the cache is touched: the conversation's cache stays as it was.
             # (mlx-lm's rotating cache would otherwise drop the prompt's start, silently.)
@@ -413,7 +413,7 @@ class Session:
             generation_tps=len(ids) / (end - first_token) if ids else 0.0,
             peak_memory_bytes=int(mx.get_peak_memory()),
             kv_cache_bytes=int(sum(c.nbytes for c in self._cache or [])),
-            finish_reason=finish,
+            finish_reason=finish, system_merged=system_merged,
         ))
 
     def _prompt_event(self, rid: int, feed: list[int], capture: RoutingCapture | None) -> Tokens:

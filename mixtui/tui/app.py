@@ -137,6 +137,7 @@ class MixtuiApp(App[int]):
         self.starting = False  # an engine is being started and has not answered Ready yet
         self._pending_prompt: str | None = None
         self._registry_error: str | None = None
+        self._merge_noted = False
         self._closing = False
         self.writing = False  # a conversation or trace file is being written
         # Tokens arrive at ~20 Hz; the widgets are brought up to date at UI_TICK_S.
@@ -611,6 +612,10 @@ class MixtuiApp(App[int]):
             self._answer_text = event.text
             self.chat.set_text(self._answer, event.text)
             self._answer_shown = len(event.text)
+        if event.stats.system_merged and not self._merge_noted:
+            self._merge_noted = True  # said once a session
+            self.notice("This model's chat template has no system role, so the system prompt "
+                        "goes before your message in the first user turn.")
         if event.stats.finish_reason == "cancelled":
             self.notice("Stopped; the partial answer is kept.")
         self.query_one(StatsPanel).set_finished(event.stats)
