@@ -485,3 +485,19 @@ def test_fault_06_missing_shard_named_before_load(
     line = one_sentence(generate(no_engine_env, own), 2)
     assert line == (f"{own} lacks the weight shard {shard} named in "
                     "model.safetensors.index.json; copy it from the model's repository into it.")
+
+
+def test_fault_17_an_answer_stops_where_the_context_is_full(cli_env: dict[str, str],
+                                                            tiny_moe_dir: Path) -> None:
+    """mlx-lm's rotating cache would drop the start of the conversation unseen: the answer
+    stops at the context instead, and says so."""
+    proc = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 40, "--temp", 0, "--max-kv-size", 24, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["finish_reason"] == "context"
+    assert result["prompt_tokens"] + result["generation_tokens"] == 24
+    text = mixtui(cli_env, "generate", "--model", tiny_moe_dir, "--prompt", PROMPT,
+                  "--max-tokens", 40, "--temp", 0, "--max-kv-size", 24)
+    assert text.returncode == 0
+    assert "the answer stopped where the context of 24 tokens is full" in text.stderr

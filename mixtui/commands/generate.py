@@ -176,6 +176,10 @@ def run(args: GenerateArgs) -> int:
                     sys.stdout.write("\n")
                     if event.stats.system_merged:
                         print(SYSTEM_MERGED, file=sys.stderr)
+                    if event.stats.finish_reason == "context":
+                        print(f"mixtui: note: the answer stopped where the context of "
+                              f"{args.max_kv_size} tokens is full; raise --max-kv-size for a "
+                              "longer one.", file=sys.stderr)
                 return 130 if interrupted else 0
             elif isinstance(event, Failed):
                 raise _failure(event)

@@ -128,7 +128,7 @@ class Stats:
     generation_tps: float
     peak_memory_bytes: int
     kv_cache_bytes: int
-    finish_reason: str  # "stop", "length" or "cancelled"
+    finish_reason: str  # "stop", "length", "context" (the context is full) or "cancelled"
     # the chat template has no system role: the system prompt went into the first user turn
     system_merged: bool = False
 

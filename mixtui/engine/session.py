@@ -349,8 +349,13 @@ class Session:
                 # the chunk's activations until the first token.
                 capture.schedule_pending()
 
+        # The answer stops where the context is full rather than letting mlx-lm's rotating
+        # cache drop the conversation's start unseen.
+        limit = s.max_tokens
+        if self.max_kv_size is not None:
+            limit = min(limit, self.max_kv_size - len(tokens))
         responses = stream_generate(self.model, self.tokenizer, mx.array(feed),
-                                    max_tokens=s.max_tokens, sampler=sampler,
+                                    max_tokens=limit, sampler=sampler,
                                     prompt_cache=self._cache,
                                     prompt_progress_callback=on_prompt_progress)
         try:
@@ -389,6 +394,8 @@ class Session:
             raise
         finally:
             responses.close()
+        if finish == "length" and limit < s.max_tokens:
+            finish = "context"
         if ids:
             # Every yielded token was also run through the model: the cache holds them all.
             self._cached_tokens = tokens + ids

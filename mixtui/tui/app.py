@@ -618,6 +618,10 @@ class MixtuiApp(App[int]):
                         "goes before your message in the first user turn.")
         if event.stats.finish_reason == "cancelled":
             self.notice("Stopped; the partial answer is kept.")
+        elif event.stats.finish_reason == "context":
+            self.notice(f"The answer stopped where the context of {self.settings.max_kv_size} "
+                        "tokens is full; clear the conversation (ctrl+p) or raise the context "
+                        "size (max_kv_size in settings.json) to go on.")
         self.query_one(StatsPanel).set_finished(event.stats)
         self._after_answer()
 
