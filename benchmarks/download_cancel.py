@@ -24,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 
+def _ctrl_c_default() -> None:
+    """SIGINT as in a terminal, even where this script runs with it ignored (background)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main() -> None:
     from mockhub import MockHub
 
@@ -45,7 +50,7 @@ def main() -> None:
                        PYTHONPATH=str(ROOT))
             proc = subprocess.Popen([sys.executable, "-m", "mixtui", "download", "bench/model"],
                                     env=env, stderr=subprocess.PIPE, text=True,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_ctrl_c_default)
             assert proc.stderr is not None
             for line in proc.stderr:
                 if "model.safetensors" in line:  # being written

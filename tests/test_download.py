@@ -130,6 +130,12 @@ def test_fault_01_connection_that_keeps_dropping_fails_clearly_and_keeps_finishe
     assert sorted(repo.file_downloads(REPO)) == sorted(NEEDED - finished)
 
 
+def _ctrl_c_default() -> None:
+    """In the child: SIGINT as in a terminal, even if this test runs where it is ignored
+    (a shell's background job inherits SIGINT ignored, and Python then never sees it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Lines:
     """Collect a process's stderr lines in a thread, so a test can wait for one."""
 
@@ -160,7 +166,7 @@ def test_fault_02_cancel_stops_within_2s_and_the_next_run_fetches_only_the_rest(
     # in a session of its own, so that ctrl+c reaches every process of it, as in a terminal
     proc = subprocess.Popen([sys.executable, "-m", "mixtui", "download", REPO], env=hub_env,
                             text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
     lines = _Lines(proc)
     lines.wait_for("files 3/5")  # the small files are done, the shards are on their way
     time.sleep(0.5)
@@ -394,7 +400,7 @@ def test_a_cancelled_update_keeps_the_complete_snapshot_of_before(
     repo.throttle(50_000)
     proc = subprocess.Popen([sys.executable, "-m", "mixtui", "download", REPO], env=hub_env,
                             text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_default)
     lines = _Lines(proc)
     lines.wait_for("fetching 1 file")
     time.sleep(1.0)
