@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -85,35 +85,42 @@ class DownloadPlan:
         return sum(1 for f in self.files if (self.snapshot / f.path).exists())
 
 
+def needed(files: list[RemoteFile], patterns: list[str] | None = None) -> list[RemoteFile]:
+    """The files that match `patterns` (by default: what MLX needs), in the given order."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    wanted = set(filter_repo_objects([f.path for f in files],
+                                     allow_patterns=patterns or list(ALLOW_PATTERNS)))
+    return [f for f in files if f.path in wanted]
+
+
 def plan_download(repo: str, revision: str | None = None, only: list[str] | None = None, *,
                   tui: bool = False) -> DownloadPlan:
-    """Ask the Hub what the repository holds and what of it is not in the cache yet.
+    """The dry run: what the repository holds at one commit, and what of it the cache lacks.
 
-    `only`: just these files (verify --repair); by default every file MLX needs. The plan is
-    for one commit, and nothing is written to the cache: a branch's ref moves only when its
-    download has finished, so a plan that is not carried out leaves the cache as it was.
+    `only`: just these files (verify --repair); by default every file MLX needs. A file whose
+    blob is in the cache (huggingface_hub names blobs by their hash) is only linked, not
+    fetched. Nothing is written to the cache: a branch's ref moves only when its download has
+    finished, so a plan that is not carried out leaves the cache as it was.
     """
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
-    from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()  # mixtui shows its own progress
-    patterns = list(only) if only is not None else list(ALLOW_PATTERNS)
     try:
         api = HfApi()
         commit = api.repo_info(repo, revision=revision).sha
         assert commit is not None
-        dry = snapshot_download(repo, revision=commit, allow_patterns=patterns, dry_run=True)
-        tree = {f.path: f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
-                if isinstance(f, RepoFile)}
+        tree = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True)
+                if isinstance(f, RepoFile)]
     except MixtuiError:
         raise
     except Exception as exc:
         raise describe(exc, repo, revision, tui=tui) from exc
-    snapshot = storage_dir(repo) / "snapshots" / commit
-    files = [RemoteFile.from_tree(tree[info.filename], cached=not info.will_download,
-                                  linked=(snapshot / info.filename).exists())
-             for info in sorted(dry, key=lambda d: d.filename) if info.filename in tree]
+    storage = storage_dir(repo)
+    listed = sorted((RemoteFile.from_tree(f) for f in tree), key=lambda f: f.path)
+    files = [replace(f, cached=(storage / "blobs" / f.etag).is_file(),
+                     linked=(storage / "snapshots" / commit / f.path).exists())
+             for f in needed(listed, list(only) if only is not None else None)]
     if only is None and not any(f.path == "config.json" for f in files):
         raise HubError(f"{repo} has no config.json, so it is not a model mixtui can run; pick an "
                        "MLX conversion (e.g. from mlx-community).")
@@ -360,14 +367,6 @@ class Download:
         except (EOFError, OSError):
             pass
         return None
-
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> Outcome | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (outcome := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(interval)
-        return outcome
 
     def stop_soon(self) -> None:
         """Ask the child to end (SIGTERM) without waiting; `cancel` then finishes the job."""

@@ -71,8 +71,6 @@ def describe(exc: BaseException, repo: str, revision: str | None, *,
 
     rev = revision or "main"
     again = "try again" if tui else "run the command again"
-    if type(exc).__name__ == "DryRunError" and exc.__cause__ is not None:
-        return describe(exc.__cause__, repo, revision, tui=tui)  # the dry run wraps what went wrong
     if isinstance(exc, GatedRepoError):
         action = ("your token's account has not been granted access: accept the licence on "
                   f"{endpoint()}/{repo} with that account" if _has_token() else

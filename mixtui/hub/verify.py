@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from mixtui.hub.cache import resolve_commit, storage_dir
-from mixtui.hub.download import ALLOW_PATTERNS, RemoteFile
+from mixtui.hub.download import RemoteFile, needed
 from mixtui.hub.errors import HubError, describe
 
 Status = Literal["ok", "missing", "truncated", "corrupt"]
@@ -87,14 +87,6 @@ def cached_tree(repo: str, commit: str) -> list[RemoteFile] | None:
         return None
 
 
-def _needed(files: list[RemoteFile]) -> list[RemoteFile]:
-    from huggingface_hub.utils import filter_repo_objects
-
-    wanted = set(filter_repo_objects([f.path for f in files],
-                                     allow_patterns=list(ALLOW_PATTERNS)))
-    return [f for f in files if f.path in wanted]
-
-
 def expected_files(repo: str, revision: str | None, *, offline: bool,
                    label: str | None = None) -> tuple[str, list[RemoteFile]]:
     """The files MLX needs, with the size and hash the Hub gave for them.
@@ -120,7 +112,7 @@ def expected_files(repo: str, revision: str | None, *, offline: bool,
         except Exception as exc:
             raise describe(exc, repo, revision) from exc
     assert commit is not None
-    return commit, _needed(sorted(files, key=lambda f: f.path))
+    return commit, needed(sorted(files, key=lambda f: f.path))
 
 
 def _digest(path: Path, file: RemoteFile, size: int,
@@ -227,7 +219,7 @@ def known_problems(snapshot: Path, repo: str) -> list[str]:
     """Cheap checks before a load: files the tree cache lists that are missing or of the wrong
     size, and files the last `mixtui verify` found bad that have not changed since."""
     problems: dict[str, str] = {}
-    for f in _needed(cached_tree(repo, snapshot.name) or []):
+    for f in needed(cached_tree(repo, snapshot.name) or []):
         check = check_file(snapshot, f, hashes=False)
         if check.status != "ok":
             problems[f.path] = check.describe()

@@ -112,8 +112,6 @@ class DownloadScreen(ModalScreen[bool]):
 
     # -- downloading ------------------------------------------------------------------------
     def action_start(self) -> None:
-        if self.state == "failed" and self.plan is None:
-            return
         if self.state not in ("ready", "failed") or self.plan is None:
             return
         self.state = "downloading"
