@@ -20,6 +20,7 @@ install: $(UV)
 lint: install
 	$(UV) run --frozen ruff check mixtui tests benchmarks scripts
 	$(UV) run --frozen mypy mixtui
+	$(UV) run --frozen lint-imports
 
 bench: install
 	$(UV) run --frozen python benchmarks/capture_overhead.py

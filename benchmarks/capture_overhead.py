@@ -29,11 +29,12 @@ from pathlib import Path
 import mlx.core as mx
 import platformdirs
 
+from mixtui.core.paths import PACKAGE_DIR
+from mixtui.core.types import Sampling
 from mixtui.engine import blas
-from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+from mixtui.engine.messages import Finished, Generate, Tokens
 from mixtui.engine.session import FLUSH_INTERVAL_S, Session
 from mixtui.engine.synthetic import make_model_dir, mixtral_config
-from mixtui.paths import PACKAGE_DIR
 
 MID = dict(layers=8, hidden=1024, intermediate=3584, heads=8, kv_heads=2, vocab=32000,
            experts=8, top_k=2)

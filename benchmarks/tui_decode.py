@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 
-from mixtui.engine.messages import Sampling, Tokens
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Tokens
 
 PROMPT = "It is a truth universally acknowledged"
 

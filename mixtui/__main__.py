@@ -1,3 +1,3 @@
-from mixtui.cli import main
+from mixtui.cli.main import main
 
 raise SystemExit(main())

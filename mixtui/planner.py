@@ -12,13 +12,15 @@ import json
 import math
 import os
 import platform
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mixtui.engine.messages import DEFAULT_CONTEXT
-from mixtui.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.types import DEFAULT_CONTEXT
+from mixtui.core.units import parse_size
+from mixtui.registry.loader import load_registry
+from mixtui.registry.local import local_dir
 from mixtui.registry.spec import ModelSpec
 
 Verdict = Literal["fits", "tight", "does-not-fit"]
@@ -29,21 +31,10 @@ _TIGHT = 0.85  # above this share of the budget a model is "tight"
 _MIN_CONTEXT = 512  # the shortest context suggested instead of the configured one
 _MAX_HEADER = 100 * 2**20  # a safetensors header larger than this is not believed
 _SYSTEM_SHARE = 8 * 2**30  # macOS: what raising the GPU's wired limit should leave the rest
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 class ModelTooBig(UsageError):
     """The model would not fit this machine's memory budget (exit code 2; --force loads it)."""
-
-
-def parse_size(text: str) -> int:
-    """'16GB', '512 MiB', '1.5GB' or a plain byte count."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in _UNITS:
-        raise UsageError(f"'{text}' is not a size; write it like 16GB or 512MiB.")
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 @dataclass(frozen=True)
@@ -206,8 +197,6 @@ def _margin(weights: int) -> int:
 
 def _weights(spec: ModelSpec, model_dir: Path | None) -> tuple[int, WeightsSource]:
     if model_dir is None:
-        from mixtui.registry.local import local_dir  # not at the top: local may import us
-
         model_dir = local_dir(spec)
     if model_dir is not None:
         measured = safetensors_weight_bytes(model_dir)
@@ -258,8 +247,6 @@ def _smaller_models(spec: ModelSpec, context: int, budget: Budget,
                     registry: dict[str, ModelSpec] | None) -> tuple[str, ...]:
     """Keys of the registry's models that fit at `context` (fits first, then tight)."""
     if registry is None:
-        from mixtui.registry.loader import load_registry
-
         try:
             registry = load_registry()
         except MixtuiError:  # a broken models.toml is reported elsewhere

@@ -99,7 +99,7 @@ def register_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
     import json
     from dataclasses import asdict
 
-    from mixtui.registry.spec import Geometry
+    from mixtui.families.geometry import Geometry
 
     fields = {k: v for k, v in asdict(Geometry.from_hf_config(config)).items()
               if k not in ("tie_embeddings", "dtype_bytes")

@@ -53,9 +53,9 @@ def test_preload_goes_first_once_and_is_undone(monkeypatch: pytest.MonkeyPatch) 
 
 def test_engine_reports_where_mlx_runs(tmp_path: Path) -> None:
     """The spawned engine process names its device and BLAS in ModelInfo."""
+    from mixtui.core.paths import PACKAGE_DIR
     from mixtui.engine.client import EngineProcess
     from mixtui.engine.messages import Load, Ready
-    from mixtui.paths import PACKAGE_DIR
 
     engine = EngineProcess()
     try:

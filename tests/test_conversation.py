@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixtui.conversation import Conversation, ConversationError
-from mixtui.engine.messages import Finished, ModelInfo, Phase, Stats, Tokens
-from mixtui.errors import MixtuiError
-from mixtui.routing.batch import RoutingBatch
-from mixtui.routing.trace import read_trace
+from mixtui.app.conversation import Conversation, ConversationError
+from mixtui.app.trace import read_trace
+from mixtui.core.errors import MixtuiError
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import ModelInfo, Phase, Stats
+from mixtui.engine.messages import Finished, Tokens
 
 L, E = 2, 4  # MoE layers, experts
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+from mixtui.core.errors import UsageError
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Finished, Generate, Tokens
 from mixtui.engine.session import Session
-from mixtui.errors import UsageError
 
 GREEDY = Sampling(temperature=0.0, max_tokens=6)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mixtui.core.types import Sampling
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
     EngineExited,
@@ -20,7 +21,6 @@ from mixtui.engine.messages import (
     Load,
     Loading,
     Ready,
-    Sampling,
     Tokens,
 )
 

@@ -25,8 +25,9 @@ def core_modules() -> list[str]:
 NO_TEXTUAL = core_modules()
 # What the UI process loads before its first frame must not pull in MLX (about 2 s).
 NO_MLX = [
-    "mixtui.registry", "mixtui.routing.batch", "mixtui.engine.messages", "mixtui.engine.client",
-    "mixtui.cli", "mixtui.planner", "mixtui.tui.app", "mixtui.settings", "mixtui.conversation",
+    "mixtui.registry.local", "mixtui.core.routing", "mixtui.engine.messages",
+    "mixtui.engine.client", "mixtui.cli.main", "mixtui.planner", "mixtui.tui.app",
+    "mixtui.app.settings", "mixtui.app.conversation", "mixtui.families.geometry",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 

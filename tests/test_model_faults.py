@@ -210,9 +210,10 @@ def test_fault_12_tokenizer_code_found_at_load(cli_env: dict[str, str],
 def test_fault_12_auto_map_of_an_architecture_mlx_lm_has_still_loads(broken: Callable) -> None:
     """mlx-lm builds mixtral itself, and tokenizer.json needs no code: an auto_map beside them
     asks for nothing to run, so neither the preflight nor the load refuses the model."""
-    from mixtui.engine.messages import Finished, Generate, Sampling
+    from mixtui.core.types import Sampling
+    from mixtui.engine.messages import Finished, Generate
     from mixtui.engine.session import Session
-    from mixtui.registry import require_local, resolve
+    from mixtui.registry.local import require_local, resolve
 
     model = broken("12-auto_map-mixtral", then(
         config(auto_map={"AutoModelForCausalLM": "modeling_my.MyModel"}), CODE_TOKENIZER))
@@ -253,7 +254,7 @@ def test_fault_14_system_prompt_merged_into_the_first_user_turn(
     system prompt at the head of the user's turn (exactly once)."""
     from transformers import AutoTokenizer
 
-    from mixtui.routing.trace import read_trace
+    from mixtui.app.trace import read_trace
 
     trace = tmp_path / "t.jsonl"
     proc = generate(cli_env, tiny_moe_dir, "--system", "w7 w8", "--trace", trace)
@@ -291,9 +292,9 @@ def test_fault_14_template_refusing_a_plain_conversation(broken: Callable) -> No
     """The engine's sentence when even alternating turns without a system prompt fail."""
     from mlx_lm.utils import load_tokenizer
 
+    from mixtui.core.errors import UsageError
     from mixtui.engine.messages import Generate
     from mixtui.engine.prompt import build_prompt_tokens
-    from mixtui.errors import UsageError
 
     model = broken("14-refusing-template", tokenizer_config(
         chat_template="{{ raise_exception('this template formats nothing') }}"))
@@ -332,9 +333,10 @@ def test_fault_17_prompt_longer_than_the_context(cli_env: dict[str, str],
 
 def test_fault_17_prompt_that_fills_the_context_exactly(tiny_moe_dir: Path) -> None:
     """One token short of the context is fine; the whole context leaves no room to answer."""
-    from mixtui.engine.messages import Finished, Generate, Sampling
+    from mixtui.core.errors import UsageError
+    from mixtui.core.types import Sampling
+    from mixtui.engine.messages import Finished, Generate
     from mixtui.engine.session import Session
-    from mixtui.errors import UsageError
 
     n = prompt_length(tiny_moe_dir, [{"role": "user", "content": LONG}])
     request = Generate(1, (("user", LONG),), sampling=Sampling(temperature=0, max_tokens=1))
@@ -349,8 +351,9 @@ def test_fault_17_prompt_that_fills_the_context_exactly(tiny_moe_dir: Path) -> N
 def test_fault_17_conversation_outgrows_the_context_and_is_kept(tiny_moe_dir: Path) -> None:
     """In a chat (the TUI's case) the engine answers Failed with the numbers, and the next,
     shorter turn still finds the earlier turns in its KV cache."""
+    from mixtui.core.types import Sampling
     from mixtui.engine.client import EngineProcess
-    from mixtui.engine.messages import Failed, Finished, Generate, Load, Ready, Sampling
+    from mixtui.engine.messages import Failed, Finished, Generate, Load, Ready
     from mixtui.engine.session import Session
 
     greedy = Sampling(temperature=0, max_tokens=4)
@@ -445,7 +448,7 @@ def register(config_dir: Path, key: str, repo: str, model_config: dict) -> None:
     """The user's models.toml names `repo` as model `key`."""
     from dataclasses import asdict
 
-    from mixtui.registry.spec import Geometry
+    from mixtui.families.geometry import Geometry
 
     fields = {k: v for k, v in asdict(Geometry.from_hf_config(model_config)).items()
               if k != "dtype_bytes"}
@@ -457,9 +460,10 @@ def register(config_dir: Path, key: str, repo: str, model_config: dict) -> None:
 def test_fault_06_missing_shard_named_before_load(
         no_engine_env: dict[str, str], empty_hf_cache: Path, isolated_config_dir: Path,
         sharded_dir: Path, tmp_path: Path) -> None:
-    from mixtui.engine.messages import Finished, Generate, Sampling
+    from mixtui.core.types import Sampling
+    from mixtui.engine.messages import Finished, Generate
     from mixtui.engine.session import Session
-    from mixtui.registry import require_local, resolve
+    from mixtui.registry.local import require_local, resolve
 
     # Complete, the sharded model passes and loads: the shards and the index are real.
     snap = hub_snapshot(empty_hf_cache, REPO, sharded_dir)

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixtui.engine.messages import Generate, Sampling, Tokens
+from mixtui.app.trace import read_trace
+from mixtui.core.paths import PACKAGE_DIR
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Generate, Tokens
 from mixtui.engine.session import Session
-from mixtui.paths import PACKAGE_DIR
-from mixtui.routing.batch import RoutingBatch
-from mixtui.routing.trace import read_trace
 
 NANO = PACKAGE_DIR / "models" / "nano"
 # Written for this test (not from the training text): ordinary English narrative.

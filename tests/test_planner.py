@@ -16,8 +16,11 @@ import pytest
 from textual.pilot import Pilot
 
 from mixtui import planner
-from mixtui.planner import Budget, Fit, ModelTooBig, parse_size, plan, safetensors_weight_bytes
-from mixtui.registry import ModelSpec, load_registry, resolve
+from mixtui.core.units import parse_size
+from mixtui.planner import Budget, Fit, ModelTooBig, plan, safetensors_weight_bytes
+from mixtui.registry.loader import load_registry
+from mixtui.registry.local import resolve
+from mixtui.registry.spec import ModelSpec
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
         "mixtral-8x22b-instruct"]
@@ -269,8 +272,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A tiny model with a huge context (KV cache 5 GB) and a 1 GB budget: refused with the
     numbers and exit code 2 before any engine process starts; with --force it runs."""
-    from mixtui import cli
-    from mixtui.commands import generate
+    from mixtui.cli import generate, main
 
     spec = resolve(str(tiny_moe_dir))
     fit = plan(spec, context=HUGE_CONTEXT, budget=budget("1GB"))
@@ -282,7 +284,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
     started: list[object] = []
     monkeypatch.setattr(generate, "EngineProcess", lambda *a, **k: started.append(a))
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "1GB")
-    assert cli.main(args) == ModelTooBig.exit_code == 2
+    assert main.main(args) == ModelTooBig.exit_code == 2
     assert started == []
     assert capsys.readouterr().err == f"mixtui: {fit.explain(force='--force')}\n"
 
@@ -312,7 +314,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
 
 def test_tight_warns_once_and_goes_on(tiny_moe_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from mixtui.commands.generate import check_fit
+    from mixtui.cli.generate import check_fit
 
     spec = resolve(str(tiny_moe_dir))
     need = plan(spec, budget=budget("64GB")).need_bytes
@@ -330,7 +332,7 @@ def test_tight_warns_once_and_goes_on(tiny_moe_dir: Path, monkeypatch: pytest.Mo
 
 
 def test_force_flag_parses_at_both_levels() -> None:
-    from mixtui.cli import build_parser
+    from mixtui.cli.main import build_parser
 
     parser = build_parser()
     assert parser.parse_args([]).force is False

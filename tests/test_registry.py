@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mixtui.errors import ModelNotFound, ModelNotLocal, RegistryError
-from mixtui.registry import (
-    Geometry,
-    ModelSpec,
-    load_registry,
-    local_dir,
-    local_state,
-    resolve,
-    user_registry_path,
-)
+from mixtui.core.errors import ModelNotFound, ModelNotLocal, RegistryError
+from mixtui.families.geometry import Geometry
+from mixtui.registry.loader import load_registry, user_registry_path
+from mixtui.registry.local import local_dir, local_state, resolve
+from mixtui.registry.spec import ModelSpec
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
         "mixtral-8x22b-instruct"]
@@ -380,7 +375,8 @@ def test_local_state_absent(empty_hf_cache: Path, moe_config: dict) -> None:
 
 # -- the memory planner with a fixed budget ---------------------------------------------------
 def test_plan_with_fixed_budget(fixed_budget: str, builtin: dict[str, ModelSpec]) -> None:
-    from mixtui.planner import memory_budget, parse_size, plan
+    from mixtui.core.units import parse_size
+    from mixtui.planner import memory_budget, plan
 
     budget = memory_budget()
     assert budget.bytes == parse_size(fixed_budget) == 64 * 10**9
@@ -397,22 +393,22 @@ def test_plan_with_fixed_budget(fixed_budget: str, builtin: dict[str, ModelSpec]
     ("16GB", 16 * 10**9), ("512 MiB", 512 * 2**20), ("1.5GB", 1_500_000_000), ("1024", 1024),
 ])
 def test_parse_size(text: str, size: int) -> None:
-    from mixtui.planner import parse_size
+    from mixtui.core.units import parse_size
 
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["lots", "16 parsecs", "", "-1GB"])
 def test_parse_size_rejects(text: str) -> None:
-    from mixtui.errors import UsageError
-    from mixtui.planner import parse_size
+    from mixtui.core.errors import UsageError
+    from mixtui.core.units import parse_size
 
     with pytest.raises(UsageError):
         parse_size(text)
 
 
 def test_bundled_nano_is_complete_and_matches_its_entry(builtin: dict[str, ModelSpec]) -> None:
-    from mixtui.registry import local_dir, local_state
+    from mixtui.registry.local import local_dir, local_state
 
     spec = builtin["nano"]
     where = local_dir(spec)

@@ -10,10 +10,11 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+from mixtui.core.errors import UsageError
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Finished, Generate, Tokens
 from mixtui.engine.session import Session
-from mixtui.errors import UsageError
-from mixtui.routing.batch import RoutingBatch
 
 PROMPT = (("user", "w5 w6 w7 w8 w9 w10 w11 w12"),)
 NUM_EXPERTS = 8
@@ -153,7 +154,7 @@ def _router_logits(session: Session, tokens: list[int]) -> np.ndarray:
     An independent reference: the decoder layers are stepped through here by hand (no KV
     cache, no capture), so (tokens, layers, E) can be compared with what capture recorded.
     """
-    from mixtui.routing import adapters
+    from mixtui.families import adapters
 
     model = session.model
     assert session.adapter is not None
@@ -272,7 +273,8 @@ def test_same_request_again_feeds_only_the_last_token(session: Session) -> None:
 
 def test_quantized_model_routing(tmp_path: Path, moe_config: dict) -> None:
     from mixtui.engine.synthetic import make_model_dir
-    from mixtui.registry import Quantization, resolve
+    from mixtui.registry.local import resolve
+    from mixtui.registry.spec import Quantization
 
     path = make_model_dir(tmp_path / "q4", moe_config, bits=4, group_size=64)
     assert resolve(str(path)).quantization == Quantization(4, 64)

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mixtui.engine.messages import DEFAULT_CONTEXT, Sampling
-from mixtui.errors import MixtuiError, UsageError
-from mixtui.settings import (
+from mixtui.app.settings import (
     Settings,
     SettingsError,
     load_settings,
@@ -23,6 +21,8 @@ from mixtui.settings import (
     settings_path,
     validate_sampling,
 )
+from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.types import DEFAULT_CONTEXT, Sampling
 
 
 def one_sentence(message: str) -> bool:

@@ -16,9 +16,10 @@ import pytest
 from conftest import register_in_slot_2
 from textual.pilot import Pilot
 
-from mixtui.conversation import Conversation
-from mixtui.engine.messages import Finished, ModelInfo, Stats, Tokens
-from mixtui.routing.batch import RoutingBatch
+from mixtui.app.conversation import Conversation
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import ModelInfo, Stats
+from mixtui.engine.messages import Finished, Tokens
 from mixtui.tui.app import MixtuiApp
 
 pytestmark = pytest.mark.usefixtures("empty_hf_cache", "fixed_budget")

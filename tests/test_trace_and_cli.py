@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mixtui.routing.trace import read_trace
+from mixtui.app.trace import read_trace
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
         "mixtral-8x22b-instruct"]
@@ -33,7 +33,8 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def greedy_ids(tiny_moe_dir: Path) -> tuple[list[int], list[int]]:
     """(prompt ids, generated ids) of the prompt in-process, to compare the CLI with."""
-    from mixtui.engine.messages import Finished, Generate, Sampling, Tokens
+    from mixtui.core.types import Sampling
+    from mixtui.engine.messages import Finished, Generate, Tokens
     from mixtui.engine.session import Session
 
     session = Session.load(str(tiny_moe_dir))

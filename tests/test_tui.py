@@ -19,8 +19,8 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from mixtui.engine.messages import Sampling
-from mixtui.routing.trace import read_trace
+from mixtui.app.trace import read_trace
+from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
 from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
 from mixtui.tui.widgets.heatmap import RoutingHeatmap
@@ -412,7 +412,7 @@ async def test_small_terminal_and_resizes(tiny_moe_dir: Path) -> None:
 
 async def test_fault_17_a_conversation_longer_than_the_context_keeps_everything(
         tiny_moe_dir: Path) -> None:
-    from mixtui.settings import Settings
+    from mixtui.app.settings import Settings
 
     settings = Settings(max_kv_size=24, sampling=Sampling(temperature=0.0, max_tokens=2))
     app = MixtuiApp(str(tiny_moe_dir), settings=settings, persist=False)
@@ -447,7 +447,7 @@ async def test_fault_20_a_malformed_user_models_toml_is_reported_once_and_set_as
 
 
 async def test_fault_14_a_merged_system_prompt_is_said_once(tiny_moe_dir: Path) -> None:
-    from mixtui.settings import Settings
+    from mixtui.app.settings import Settings
 
     settings = Settings(system_prompt="w7 w8", sampling=Sampling(temperature=0.0, max_tokens=2))
     app = MixtuiApp(str(tiny_moe_dir), settings=settings, persist=False)

@@ -19,8 +19,8 @@ from test_tui import notices, process_gone, ready, text_of, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from mixtui.engine.messages import Sampling
-from mixtui.registry.spec import Geometry
+from mixtui.core.types import Sampling
+from mixtui.families.geometry import Geometry
 from mixtui.tui.app import MixtuiApp
 from mixtui.tui.download_screen import DownloadScreen
 
@@ -138,7 +138,7 @@ async def test_a_model_that_does_not_fit_is_refused_before_any_download(
 
 
 async def test_the_last_sessions_model_gone_from_disk_opens_nano_instead(hub: MockHub) -> None:
-    from mixtui.settings import Settings
+    from mixtui.app.settings import Settings
 
     settings = Settings(last_model="mistral-7b-instruct")
     app = MixtuiApp(None, settings=settings, persist=False)

@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult
 from textual.message import Message
 from textual.widget import Widget
 
-from mixtui.engine.messages import ModelInfo, Stats
+from mixtui.core.types import ModelInfo, Stats
 from mixtui.tui.widgets.heatmap import EXPERT_COLOURS, RoutingHeatmap, expert_colour
 from mixtui.tui.widgets.model_bar import BarEntry, ModelBar, name_forms
 from mixtui.tui.widgets.stats import StatsPanel, human_bytes, human_count, sparkline

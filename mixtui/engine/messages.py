@@ -8,24 +8,9 @@ refreshes at about 20 Hz needs no more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-from mixtui.routing.batch import RoutingBatch
-
-Phase = Literal["prompt", "generate"]
-
-DEFAULT_CONTEXT = 4096  # KV-cache size (max_kv_size) unless the user picks another
-
-
-# -- settings carried by commands -------------------------------------------------------------
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    seed: int | None = None
-    max_tokens: int = 256
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Phase, Sampling, Stats
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -71,30 +56,6 @@ Command = Load | Generate | SetExpertsPerToken | ResetConversation | Shutdown
 
 # -- events ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    model_type: str
-    num_layers: int
-    moe_layers: tuple[int, ...]  # layer indices with an MoE block; empty for a dense model
-    num_experts: int
-    top_k: int  # experts per token in use now
-    default_top_k: int
-    total_params: int
-    active_params: int
-    weight_bytes: int  # as loaded
-    kv_bytes_per_token: int
-    max_kv_size: int | None
-    chat_template: bool
-    vocab_size: int
-    device: str = ""  # where MLX runs, e.g. "gpu" or "cpu, OpenBLAS"
-
-    @property
-    def is_moe(self) -> bool:
-        return bool(self.moe_layers)
-
-
-@dataclass(frozen=True)
 class Loading:
     stage: str
     done: int
@@ -116,21 +77,6 @@ class Tokens:
     ids: tuple[int, ...]
     texts: tuple[str, ...]
     routing: RoutingBatch | None  # None when capture is off or the model is dense
-
-
-@dataclass(frozen=True)
-class Stats:
-    prompt_tokens: int  # tokens run through the model for the prompt
-    cached_tokens: int  # prompt tokens reused from the previous turn's KV cache
-    generation_tokens: int
-    ttft_s: float
-    prompt_tps: float
-    generation_tps: float
-    peak_memory_bytes: int
-    kv_cache_bytes: int
-    finish_reason: str  # "stop", "length", "context" (the context is full) or "cancelled"
-    # the chat template has no system role: the system prompt went into the first user turn
-    system_merged: bool = False
 
 
 @dataclass(frozen=True)

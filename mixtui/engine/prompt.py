@@ -7,8 +7,8 @@ from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
 
+from mixtui.core.errors import UsageError
 from mixtui.engine.messages import Generate
-from mixtui.errors import UsageError
 
 
 def _template_messages(request: Generate, merge_system: bool) -> list[dict[str, str]]:

@@ -20,18 +20,13 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_reduce
 
-from mixtui.engine.messages import (
-    DEFAULT_CONTEXT,
-    Finished,
-    Generate,
-    Loading,
-    ModelInfo,
-    Sampling,
-    Stats,
-    Tokens,
-)
+from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
+from mixtui.engine.capture import RoutingCapture
+from mixtui.engine.messages import Finished, Generate, Loading, Tokens
 from mixtui.engine.prompt import build_prompt
-from mixtui.errors import MixtuiError, UsageError
+from mixtui.families import adapters
+from mixtui.families.geometry import Geometry
 from mixtui.registry.check import (
     ModelUnusable,
     check_model_dir,
@@ -44,9 +39,6 @@ from mixtui.registry.check import (
     tokenizer_code_ref,
     unsupported_message,
 )
-from mixtui.registry.spec import Geometry
-from mixtui.routing import adapters
-from mixtui.routing.capture import RoutingCapture
 
 FLUSH_INTERVAL_S = 0.05  # routing and text reach the caller at about 20 Hz
 

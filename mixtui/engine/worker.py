@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
+from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.engine.messages import (
     Failed,
     Generate,
@@ -23,7 +24,6 @@ from mixtui.engine.messages import (
     SetExpertsPerToken,
     Shutdown,
 )
-from mixtui.errors import MixtuiError, UsageError
 
 _OUT_OF_MEMORY = ("MLX ran out of memory; lower the context (max_kv_size) or pick a smaller "
                   "model.")

@@ -24,34 +24,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from mixtui.errors import MixtuiError
-from mixtui.hub.cache import COMMIT, hub_cache, resolve_commit, storage_dir
+from mixtui.core.errors import MixtuiError
+from mixtui.core.units import gb, parse_size
 from mixtui.hub.errors import DiskFull, HubError, describe, scrub
+from mixtui.store.cache import COMMIT, hub_cache, resolve_commit, storage_dir
+from mixtui.store.files import RemoteFile, needed
 
-# What MLX needs from a repository (as mlx-lm fetches it, minus code: mixtui never runs
-# code from a model repository).
-ALLOW_PATTERNS = ("*.json", "model*.safetensors", "tokenizer.model", "*.tiktoken",
-                  "tiktoken.model", "*.txt", "*.jinja")
 _RESERVE_MIN = 512 * 2**20  # free disk space kept after a download, at least
 _PROGRESS_WINDOW_S = 20.0  # speed is measured over this much recent time
 _CHUNK = 10 * 2**20  # huggingface_hub writes a file in steps of this size
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int
-    etag: str  # the blob's name in the cache: SHA-256 for LFS files, git SHA-1 for others
-    lfs: bool
-    cached: bool  # its blob is in the cache (nothing to fetch)
-    linked: bool = True  # and the snapshot of the planned commit links to it
-
-    @classmethod
-    def from_tree(cls, entry: Any, cached: bool = True, linked: bool = True) -> RemoteFile:
-        """From a huggingface_hub `RepoFile` (a tree listing's entry)."""
-        lfs = entry.lfs
-        return cls(entry.path, int(lfs.size if lfs else entry.size),
-                   str(lfs.sha256 if lfs else entry.blob_id), lfs is not None, cached, linked)
 
 
 @dataclass(frozen=True)
@@ -83,15 +64,6 @@ class DownloadPlan:
     def finished(self) -> int:
         """How many of the files are in the snapshot now."""
         return sum(1 for f in self.files if (self.snapshot / f.path).exists())
-
-
-def needed(files: list[RemoteFile], patterns: list[str] | None = None) -> list[RemoteFile]:
-    """The files that match `patterns` (by default: what MLX needs), in the given order."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    wanted = set(filter_repo_objects([f.path for f in files],
-                                     allow_patterns=patterns or list(ALLOW_PATTERNS)))
-    return [f for f in files if f.path in wanted]
 
 
 def plan_download(repo: str, revision: str | None = None, only: list[str] | None = None, *,
@@ -161,7 +133,6 @@ def free_disk(path: Path) -> int:
 
 def disk_reserve(need: int) -> int:
     """Space to keep free after the download: MIXTUI_DOWNLOAD_RESERVE, else 2 % (>= 512 MiB)."""
-    from mixtui.planner import parse_size
 
     override = os.environ.get("MIXTUI_DOWNLOAD_RESERVE")
     if override:
@@ -205,14 +176,6 @@ def eta_text(seconds: float | None) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-def gb(n: float) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f} MB"
-    return f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{int(n)} B"
 
 
 @dataclass(frozen=True)

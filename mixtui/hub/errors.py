@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from mixtui.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, UsageError
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 

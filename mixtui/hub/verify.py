@@ -10,45 +10,20 @@ mixtui knows to be bad, until it is repaired or replaced.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from mixtui.hub.cache import resolve_commit, storage_dir
-from mixtui.hub.download import RemoteFile, needed
 from mixtui.hub.errors import HubError, describe
+from mixtui.store.cache import cached_tree, resolve_commit, storage_dir
+from mixtui.store.files import FileCheck, RemoteFile, check_file, needed
+from mixtui.store.known_bad import remember
 
 Status = Literal["ok", "missing", "truncated", "corrupt"]
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _CHUNK = 8 * 2**20
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    file: RemoteFile
-    status: Status
-    actual_size: int | None = None
-
-    @property
-    def path(self) -> str:
-        return self.file.path
-
-    def describe(self) -> str:
-        f = self.file
-        if self.status == "missing":
-            return f"{f.path}: missing"
-        if self.status == "truncated":
-            return f"{f.path}: truncated ({self.actual_size:,} of {f.size:,} bytes)"
-        if self.status == "corrupt":
-            algo = "SHA-256" if f.lfs else "git SHA-1"
-            size = ("same size" if self.actual_size == f.size
-                    else f"{self.actual_size:,} bytes, expected {f.size:,}")
-            return f"{f.path}: corrupt ({algo} does not match, {size})"
-        return f"{f.path}: ok"
 
 
 @dataclass(frozen=True)
@@ -65,26 +40,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.bad
-
-
-def cached_tree(repo: str, commit: str) -> list[RemoteFile] | None:
-    """The file list huggingface_hub recorded for `commit` (`trees/<commit>.json`), or None.
-
-    Read directly: `get_cached_repo_tree` drops the LFS SHA-256 that verification needs.
-    """
-    path = storage_dir(repo) / "trees" / f"{commit}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format_version") != 1:
-            return None
-        files = []
-        for name, entry in sorted(data["files"].items()):
-            lfs = entry.get("lfs_sha256")
-            files.append(RemoteFile(name, int(entry["lfs_size"] if lfs else entry["size"]),
-                                    str(lfs or entry["blob_id"]), bool(lfs), cached=True))
-        return files
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def expected_files(repo: str, revision: str | None, *, offline: bool,
@@ -115,37 +70,6 @@ def expected_files(repo: str, revision: str | None, *, offline: bool,
     return commit, needed(sorted(files, key=lambda f: f.path))
 
 
-def _digest(path: Path, file: RemoteFile, size: int,
-            progress: Callable[[int], None] | None) -> str:
-    if file.lfs:
-        h = hashlib.sha256()
-    else:  # git's blob id: SHA-1 of "blob <size>\0" + content
-        h = hashlib.sha1(usedforsecurity=False)
-        h.update(f"blob {size}\0".encode())
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    return h.hexdigest()
-
-
-def check_file(snapshot: Path, file: RemoteFile,
-               progress: Callable[[int], None] | None = None, *, hashes: bool = True) -> FileCheck:
-    path = snapshot / file.path
-    try:
-        size = path.stat().st_size  # follows the link to the blob; a dangling link is missing
-    except OSError:
-        return FileCheck(file, "missing")
-    if size < file.size:
-        return FileCheck(file, "truncated", size)
-    if size > file.size:
-        return FileCheck(file, "corrupt", size)
-    if hashes and _digest(path, file, size, progress) != file.etag:
-        return FileCheck(file, "corrupt", size)
-    return FileCheck(file, "ok", size)
-
-
 def verify(repo: str, revision: str | None = None, *, offline: bool = False,
            progress: Callable[[str, int], None] | None = None,
            label: str | None = None) -> VerifyReport:
@@ -157,7 +81,7 @@ def verify(repo: str, revision: str | None = None, *, offline: bool = False,
         hook = None if progress is None else (lambda n, p=file.path: progress(p, n))
         checks.append(check_file(snapshot, file, hook))
     report = VerifyReport(repo, commit, snapshot, tuple(checks))
-    remember(report)
+    remember(report.snapshot, report.bad)
     return report
 
 
@@ -189,51 +113,3 @@ def discard_bad(report: VerifyReport) -> list[RemoteFile]:
     return again
 
 
-# -- what mixtui knows to be bad, so it never loads it ------------------------------------------
-def _record_path(snapshot: Path) -> Path:
-    return snapshot.parent.parent / "mixtui" / f"{snapshot.name}.known-bad.json"
-
-
-def remember(report: VerifyReport) -> None:
-    """Keep the bad files of `report` (with size and mtime) beside the snapshot's refs."""
-    record = _record_path(report.snapshot)
-    if report.ok:
-        record.unlink(missing_ok=True)
-        return
-    entries = {}
-    for check in report.bad:
-        try:
-            st = (report.snapshot / check.path).stat()
-            entries[check.path] = {"status": check.status, "size": st.st_size,
-                                   "mtime_ns": st.st_mtime_ns}
-        except OSError:
-            entries[check.path] = {"status": check.status}
-    try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(entries, indent=1))
-    except OSError:
-        pass
-
-
-def known_problems(snapshot: Path, repo: str) -> list[str]:
-    """Cheap checks before a load: files the tree cache lists that are missing or of the wrong
-    size, and files the last `mixtui verify` found bad that have not changed since."""
-    problems: dict[str, str] = {}
-    for f in needed(cached_tree(repo, snapshot.name) or []):
-        check = check_file(snapshot, f, hashes=False)
-        if check.status != "ok":
-            problems[f.path] = check.describe()
-    try:
-        record = json.loads(_record_path(snapshot).read_text())
-    except (OSError, ValueError):
-        record = {}
-    for path, entry in record.items():
-        try:
-            st = (snapshot / path).stat()
-        except OSError:
-            problems.setdefault(path, f"{path}: missing")
-            continue
-        if st.st_size == entry.get("size") and st.st_mtime_ns == entry.get("mtime_ns"):
-            problems.setdefault(path, f"{path}: {entry.get('status', 'bad')} (found by "
-                                      "`mixtui verify`)")
-    return [problems[p] for p in sorted(problems)]

@@ -20,7 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mixtui.errors import ModelDamaged, ModelNotFound, ModelNotLocal, UsageError
+from mixtui.store.known_bad import known_problems
+from mixtui.core.errors import ModelDamaged, ModelNotFound, ModelNotLocal, UsageError
 
 INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -286,8 +287,6 @@ def check_model_dir(model_dir: Path, key: str | None = None) -> dict[str, Any]:
                             f"missing; {repair_hint(hub_key)}.")
     repo = hub_repo_of(model_dir)
     if repo is not None and hub_key is not None:
-        from mixtui.hub.verify import known_problems
-
         problems = known_problems(model_dir, repo)
         if problems:
             raise ModelDamaged(f"{hub_key} has {_count(len(problems), 'bad file')} in "

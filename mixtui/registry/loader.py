@@ -8,9 +8,10 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from mixtui.errors import RegistryError
-from mixtui.paths import builtin_registry_path, config_dir
-from mixtui.registry.spec import Geometry, ModelSpec, Quantization
+from mixtui.core.errors import RegistryError
+from mixtui.core.paths import builtin_registry_path, config_dir
+from mixtui.families.geometry import Geometry
+from mixtui.registry.spec import ModelSpec, Quantization
 
 _GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
 _ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",

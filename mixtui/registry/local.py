@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from mixtui.errors import ModelNotFound, ModelNotLocal
-from mixtui.hub.cache import snapshot_dir
-from mixtui.paths import PACKAGE_DIR
+from mixtui.core.errors import ModelNotFound, ModelNotLocal
+from mixtui.core.paths import PACKAGE_DIR
+from mixtui.families.geometry import Geometry
 from mixtui.registry.check import check_config, check_model_dir, read_config, repair_hint
 from mixtui.registry.loader import load_registry
-from mixtui.registry.spec import Geometry, Kind, ModelSpec, Quantization
+from mixtui.registry.spec import Kind, ModelSpec, Quantization
+from mixtui.store.cache import snapshot_dir
 
 LocalState = Literal["bundled", "complete", "partial", "absent"]
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

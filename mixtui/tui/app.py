@@ -26,7 +26,17 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input
 
-from mixtui.conversation import Conversation
+from mixtui.app.conversation import Conversation
+from mixtui.app.settings import (
+    Settings,
+    load_settings,
+    parse_experts_per_token,
+    parse_sampling,
+    save_settings,
+)
+from mixtui.core.errors import MixtuiError, ModelNotLocal
+from mixtui.core.paths import log_dir
+from mixtui.core.types import ModelInfo, Sampling, Stats
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
     EngineExited,
@@ -35,24 +45,13 @@ from mixtui.engine.messages import (
     Generate,
     Load,
     Loading,
-    ModelInfo,
     Ready,
     ResetConversation,
-    Sampling,
     SetExpertsPerToken,
-    Stats,
     Tokens,
 )
-from mixtui.errors import MixtuiError, ModelNotLocal
-from mixtui.paths import log_dir
-from mixtui.registry import ModelSpec, require_local, resolve
-from mixtui.settings import (
-    Settings,
-    load_settings,
-    parse_experts_per_token,
-    parse_sampling,
-    save_settings,
-)
+from mixtui.registry.local import require_local, resolve
+from mixtui.registry.spec import ModelSpec
 from mixtui.tui.download_screen import DownloadScreen
 from mixtui.tui.messages import EngineEvent
 from mixtui.tui.screens import AskScreen, HelpScreen, SamplingScreen
@@ -222,8 +221,8 @@ class MixtuiApp(App[int]):
     def registry(self) -> dict[str, ModelSpec]:
         """The models: the user's models.toml over the built-in one. A broken user file is
         reported once and set aside (the built-in models still work) until it is fixed."""
-        from mixtui.errors import RegistryError
-        from mixtui.registry import load_registry
+        from mixtui.core.errors import RegistryError
+        from mixtui.registry.loader import load_registry
 
         try:
             registry = load_registry()
@@ -238,7 +237,7 @@ class MixtuiApp(App[int]):
 
     def _refresh_bar(self) -> None:
         from mixtui.planner import memory_budget, plan
-        from mixtui.registry import local_state
+        from mixtui.registry.local import local_state
 
         try:
             registry = self.registry()

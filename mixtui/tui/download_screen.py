@@ -18,16 +18,9 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import ProgressBar, Static
 
-from mixtui.errors import MixtuiError
-from mixtui.hub.download import (
-    Download,
-    DownloadPlan,
-    Outcome,
-    Progress,
-    eta_text,
-    fetch_summary,
-    gb,
-)
+from mixtui.core.errors import MixtuiError
+from mixtui.core.units import gb
+from mixtui.hub.download import Download, DownloadPlan, Outcome, Progress, eta_text, fetch_summary
 from mixtui.registry.spec import ModelSpec
 
 TICK_S = 0.25

@@ -12,8 +12,8 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from mixtui.engine.messages import Sampling
-from mixtui.errors import MixtuiError
+from mixtui.core.errors import MixtuiError
+from mixtui.core.types import Sampling
 
 # Every key of the main screen, as the help screen lists them (the bindings live in app.py).
 KEYS: tuple[tuple[str, str], ...] = (

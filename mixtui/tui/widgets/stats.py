@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Static
 
-from mixtui.engine.messages import ModelInfo, Stats
+from mixtui.core.types import ModelInfo, Stats
 
 LABEL_WIDTH = 10  # values start at this column
 UNKNOWN = "—"

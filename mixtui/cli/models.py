@@ -6,9 +6,11 @@ import json
 import sys
 from typing import Any
 
-from mixtui.engine.messages import DEFAULT_CONTEXT
+from mixtui.core.types import DEFAULT_CONTEXT
 from mixtui.planner import Budget, memory_budget, plan
-from mixtui.registry import ModelSpec, load_registry, local_state
+from mixtui.registry.loader import load_registry
+from mixtui.registry.local import local_state
+from mixtui.registry.spec import ModelSpec
 
 
 def describe(spec: ModelSpec, budget: Budget,

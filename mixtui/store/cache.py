@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+from mixtui.store.files import RemoteFile
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -38,3 +41,23 @@ def snapshot_dir(repo: str, revision: str | None = None) -> Path | None:
         return None
     snapshot = storage_dir(repo) / "snapshots" / commit
     return snapshot if snapshot.is_dir() else None
+
+
+def cached_tree(repo: str, commit: str) -> list[RemoteFile] | None:
+    """The file list huggingface_hub recorded for `commit` (`trees/<commit>.json`), or None.
+
+    Read directly: `get_cached_repo_tree` drops the LFS SHA-256 that verification needs.
+    """
+    path = storage_dir(repo) / "trees" / f"{commit}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format_version") != 1:
+            return None
+        files = []
+        for name, entry in sorted(data["files"].items()):
+            lfs = entry.get("lfs_sha256")
+            files.append(RemoteFile(name, int(entry["lfs_size"] if lfs else entry["size"]),
+                                    str(lfs or entry["blob_id"]), bool(lfs), cached=True))
+        return files
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -8,22 +8,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling
 from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
-    DEFAULT_CONTEXT,
     EngineExited,
     Failed,
     Finished,
     Generate,
     Load,
     Loading,
-    ModelInfo,
     Ready,
-    Sampling,
     Tokens,
 )
-from mixtui.errors import MixtuiError, UsageError
-from mixtui.registry import ModelSpec, require_local, resolve
+from mixtui.registry.local import require_local, resolve
+from mixtui.registry.spec import ModelSpec
 
 SYSTEM_MERGED = ("mixtui: note: this model's chat template has no system role, so the system "
                  "prompt was put before your message in the first user turn.")
@@ -126,7 +125,7 @@ def run(args: GenerateArgs) -> int:
         info = _wait_ready(engine, progress=sys.stderr.isatty() and not args.json)
         trace = None
         if args.trace is not None:
-            from mixtui.routing.trace import TraceWriter
+            from mixtui.app.trace import TraceWriter
 
             try:
                 out = stack.enter_context(args.trace.open("w", encoding="utf-8"))

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from mixtui import __version__
-from mixtui.engine.messages import DEFAULT_CONTEXT, Sampling
-from mixtui.errors import MixtuiError
+from mixtui.core.errors import MixtuiError
+from mixtui.core.types import DEFAULT_CONTEXT, Sampling
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,19 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     try:
         if args.command == "models":
-            from mixtui.commands import models
+            from mixtui.cli import models
 
             return models.run(args.json)
         if args.command == "download":
-            from mixtui.commands import download
+            from mixtui.cli import download
 
             return download.run(args.model, args.revision, args.offline)
         if args.command == "verify":
-            from mixtui.commands import download
+            from mixtui.cli import download
 
             return download.run_verify(args.model, args.revision, args.repair, args.offline)
         if args.command == "generate":
-            from mixtui.commands.generate import GenerateArgs, run
+            from mixtui.cli.generate import GenerateArgs, run
 
             return run(GenerateArgs(
                 model=args.model, prompt=args.prompt, max_tokens=args.max_tokens,

@@ -22,11 +22,12 @@ from typing import IO, Any, NamedTuple, TypeGuard
 
 import numpy as np
 
-from mixtui.engine.messages import Finished, ModelInfo, Phase, Stats, Tokens
-from mixtui.errors import UsageError
-from mixtui.routing.batch import RoutingBatch
-from mixtui.routing.trace import TraceWriter
-from mixtui.settings import atomic_write
+from mixtui.app.trace import TraceWriter
+from mixtui.core.errors import UsageError
+from mixtui.core.files import atomic_write
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import ModelInfo, Phase, Stats
+from mixtui.engine.messages import Finished, Tokens
 
 FORMAT = "mixtui-conversation"
 VERSION = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the mixtui package
 
 
 def config_dir() -> Path:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from mixtui.routing.adapters import MoEAdapter
-from mixtui.routing.batch import RoutingBatch
+from mixtui.core.routing import RoutingBatch
+from mixtui.families.adapters import MoEAdapter
 
 
 class RoutingCapture:

@@ -9,7 +9,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from mixtui.engine.messages import ModelInfo, Stats, Tokens
+from mixtui.core.types import ModelInfo, Stats
+from mixtui.engine.messages import Tokens
 
 FORMAT = "mixtui-trace"
 VERSION = 1

@@ -6,7 +6,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from mixtui.errors import UsageError
+from mixtui.core.errors import UsageError
+from mixtui.core.units import gb
 from mixtui.hub.download import (
     Download,
     DownloadPlan,
@@ -16,7 +17,6 @@ from mixtui.hub.download import (
     eta_text,
     fetch_summary,
     files_text,
-    gb,
     plan_download,
 )
 from mixtui.hub.errors import HubError
@@ -31,7 +31,7 @@ class Target:
 
 def target(name: str, revision: str | None, action: str = "download") -> Target:
     """A registry key or a Hub repo id; --revision overrides the registry's revision."""
-    from mixtui.registry import load_registry
+    from mixtui.registry.loader import load_registry
     from mixtui.registry.local import REPO_ID
 
     registry = load_registry()
@@ -135,8 +135,8 @@ def run(name: str, revision: str | None, offline: bool) -> int:
 
 def _offline(t: Target) -> int:
     """Offline: say what the cache holds; fetch nothing."""
-    from mixtui.hub.cache import resolve_commit, storage_dir
     from mixtui.hub.verify import expected_files
+    from mixtui.store.cache import resolve_commit, storage_dir
 
     commit = resolve_commit(t.repo, t.revision)
     if commit is None:

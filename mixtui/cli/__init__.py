@@ -1,0 +1,1 @@
+"""The `mixtui` command line: parsing and the headless commands."""

@@ -1,1 +1,0 @@
-"""The headless commands behind `mixtui models` and `mixtui generate`."""

@@ -1,0 +1,1 @@
+"""Shared types and units: the bottom layer, imported by every other one."""

@@ -1,0 +1,2 @@
+"""MoE families: how each architecture's config maps to a geometry and where its routing is
+computed."""
