@@ -737,9 +737,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ConnectionAbortedError("mock hub stopped")
             rate = hub._bytes_per_second
             chunk = body[sent:sent + (max(1024, rate // 20) if rate else 1 << 20)]
-            self.wfile.write(chunk)
             sent += len(chunk)
-            hub._update(record, body_bytes=sent)
+            hub._update(record, body_bytes=sent)  # before the client can have it
+            self.wfile.write(chunk)
             if rate:
                 self.wfile.flush()
                 time.sleep(len(chunk) / rate)
@@ -759,19 +759,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start_response(self, record: RequestRecord, status: int,
                         headers: Mapping[str, str]) -> None:
+        # Logged before anything is sent: a client that has the response may look at the log.
+        self.server.hub._update(record, status=status)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.server.hub._update(record, status=status)
 
     def _send(self, record: RequestRecord, status: int, headers: dict[str, str],
               body: bytes) -> None:
         headers.setdefault("Content-Length", str(len(body)))
         self._start_response(record, status, headers)
         if body and self.command != "HEAD":
+            self.server.hub._update(record, body_bytes=len(body))  # logged before it is sent
             self.wfile.write(body)
-            self.server.hub._update(record, body_bytes=len(body))
         self.wfile.flush()
 
     def _send_json(self, record: RequestRecord, payload: Any) -> None:
