@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, Remedy, UsageError, literal
 from mixtui.core.types import DEFAULT_CONTEXT
 from mixtui.core.units import parse_size
 from mixtui.registry.loader import load_registry
@@ -35,6 +35,9 @@ _SYSTEM_SHARE = 8 * 2**30  # macOS: what raising the GPU's wired limit should le
 
 class ModelTooBig(UsageError):
     """The model would not fit this machine's memory budget (exit code 2; --force loads it)."""
+
+
+FORCE = Remedy("force", "; --force loads it anyway")  # the TUI words it its own way
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def memory_budget() -> Budget:
         if size:
             return Budget(size, "the GPU's recommended working set, set by iogpu.wired_limit_mb",
                           "gpu")
-    import psutil
+    import psutil  # deferred: not needed before the first frame
 
     available = psutil.virtual_memory().available
     return Budget(max(available - _RESERVE, 0), "available memory minus a 2 GiB reserve", "ram")
@@ -67,7 +70,7 @@ def _apple_silicon() -> bool:
 
 
 def _total_memory() -> int:
-    import psutil
+    import psutil  # deferred: not needed before the first frame
 
     return int(psutil.virtual_memory().total)
 
@@ -142,47 +145,61 @@ class Fit:
     @property
     def reason(self) -> str:
         """One sentence with the numbers (and what would fit), for `models` and the bar."""
-        return self.explain(hint=False)
+        return self.sentence(hint=False)
 
-    def explain(self, *, context_option: str = "--max-kv-size {n}", force: str | None = None,
-                hint: bool = True) -> str:
-        """The verdict in one sentence, plus at most one hint sentence (macOS).
-
-        `context_option`: how the user picks another context ({n}: the tokens);
-        `force`: how to load the model anyway, said when it does not fit."""
-        source = ("from the safetensors headers" if self.weights_source == "safetensors"
-                  else "estimated from the geometry")
-        parts = (f"{_gb(self.weight_bytes)} of weights {source} + {_gb(self.kv_bytes)} of "
-                 f"KV cache at {self.context} tokens + {_gb(self.margin_bytes)} working margin")
-        need, budget = _gb(self.need_bytes), f"{_gb(self.budget.bytes)}"
+    def sentence(self, *, hint: bool = True) -> str:
+        """The verdict in one sentence, plus at most one hint sentence (macOS); for a model
+        that does not fit, `error()` without its remedy of loading it anyway."""
+        if self.verdict == "does-not-fit":
+            return self.error(hint=hint).render({"force": ""})
+        need, budget = _gb(self.need_bytes), _gb(self.budget.bytes)
         name = self.name or "The model"
         if self.verdict == "fits":
-            text = (f"{name} fits: it needs {need} ({parts}) of the {budget} budget "
+            text = (f"{name} fits: it needs {need} ({self._parts()}) of the {budget} budget "
                     f"({self.budget.source}).")
-        elif self.verdict == "tight":
-            share = 100 * self.need_bytes / max(self.budget.bytes, 1)
-            text = (f"{name} is a tight fit: it needs {need} ({parts}), {share:.0f} % of the "
-                    f"{budget} budget ({self.budget.source}), so it may swap or slow down.")
         else:
-            text = (f"{name} does not fit: it needs {need} ({parts}) but the budget is "
-                    f"{budget} ({self.budget.source}); {self._what_fits(context_option)}")
-            text += f"; {force} loads it anyway." if force else "."
-        if hint and self.hint:
-            text += " " + self.hint
-        return text
+            share = 100 * self.need_bytes / max(self.budget.bytes, 1)
+            text = (f"{name} is a tight fit: it needs {need} ({self._parts()}), {share:.0f} % "
+                    f"of the {budget} budget ({self.budget.source}), so it may swap or slow "
+                    "down.")
+        return text + (" " + self.hint if hint and self.hint else "")
 
-    def _what_fits(self, context_option: str) -> str:
+    def error(self, *, hint: bool = True) -> ModelTooBig:
+        """The refusal of a model that does not fit, with its figures and remedies: a
+        shorter context (`context`, when one would fit) and loading it anyway (`force`)."""
+        remedies = [FORCE]
         n = self.fits_at_context
         if n is not None:
             how = ("it would fit" if self.fits_at_context_verdict == "fits"
                    else "it would just fit (tight)")
-            return f"{how} with a context of {n} tokens ({context_option.format(n=n)})"
-        shorter = f"even at {_MIN_CONTEXT} tokens of context it would not fit"
-        if len(self.smaller) > 1:
-            return f"{shorter}, but smaller models do: {', '.join(self.smaller)}"
-        if self.smaller:
-            return f"{shorter}, but a smaller model does: {self.smaller[0]}"
-        return f"{shorter}, and no smaller model in the registry fits either"
+            what = f"{how} with a context of {n} tokens ({{context}})"
+            remedies.insert(0, Remedy("context", "--max-kv-size {value}", n))
+        else:
+            shorter = f"even at {_MIN_CONTEXT} tokens of context it would not fit"
+            if len(self.smaller) > 1:
+                what = f"{shorter}, but smaller models do: {', '.join(self.smaller)}"
+            elif self.smaller:
+                what = f"{shorter}, but a smaller model does: {self.smaller[0]}"
+            else:
+                what = f"{shorter}, and no smaller model in the registry fits either"
+        text = (f"{self.name or 'The model'} does not fit: it needs {_gb(self.need_bytes)} "
+                f"({self._parts()}) but the budget is {_gb(self.budget.bytes)} "
+                f"({literal(self.budget.source)}); {what}{{force}}.")
+        if hint and self.hint:
+            text += " " + literal(self.hint)
+        facts = {"model": self.name, "need_bytes": self.need_bytes,
+                 "weight_bytes": self.weight_bytes, "weights_source": self.weights_source,
+                 "kv_bytes": self.kv_bytes, "margin_bytes": self.margin_bytes,
+                 "context": self.context, "budget_bytes": self.budget.bytes,
+                 "budget_source": self.budget.source, "fits_at_context": n,
+                 "smaller_models": list(self.smaller)}
+        return ModelTooBig(text, facts=facts, remedies=tuple(remedies))
+
+    def _parts(self) -> str:
+        source = ("from the safetensors headers" if self.weights_source == "safetensors"
+                  else "estimated from the geometry")
+        return (f"{_gb(self.weight_bytes)} of weights {source} + {_gb(self.kv_bytes)} of "
+                f"KV cache at {self.context} tokens + {_gb(self.margin_bytes)} working margin")
 
 
 def _verdict(need: int, budget: Budget) -> Verdict:

@@ -169,7 +169,7 @@ def test_a_shorter_context_is_suggested(registry: dict[str, ModelSpec]) -> None:
     assert plan(spec, context=n, budget=limit).verdict == "fits"
     assert plan(spec, context=n + 1024, budget=limit).verdict != "fits"
     assert fit.smaller == ()  # a shorter context is enough: no other model is named
-    reason = fit.explain(force="--force")
+    reason = fit.error().message
     assert f"it would fit with a context of {n} tokens (--max-kv-size {n})" in reason
     assert reason.endswith("; --force loads it anyway.")
     assert "131072 tokens" in reason and "40.0 GB" in reason
@@ -237,7 +237,7 @@ def test_macos_hint_for_the_gpu_working_set(monkeypatch: pytest.MonkeyPatch,
     assert gpu.kind == "gpu" and gpu.bytes == 24 * 10**9 and "iogpu.wired_limit_mb" in gpu.source
     fit = plan(spec, budget=gpu, registry=registry)
     assert fit.verdict == "does-not-fit" and fit.hint is not None
-    text = fit.explain()
+    text = fit.sentence()
     assert text == f"{fit.reason} {fit.hint}"
     assert text.count(". ") == 1  # one sentence and one hint sentence
     limit = int(fit.hint.split("iogpu.wired_limit_mb=")[1].split("`")[0])
@@ -260,7 +260,7 @@ def test_no_macos_hint_elsewhere(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(planner, "_total_memory", lambda: 64 * 2**30)
     fit = plan(registry["mixtral-8x7b-instruct"],
                budget=Budget(24 * 10**9, "the GPU's recommended working set", "gpu"))
-    assert fit.hint is None and fit.explain() == fit.reason
+    assert fit.hint is None and fit.sentence() == fit.reason
 
 
 # -- refusing before the engine starts ------------------------------------------------------
@@ -286,7 +286,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "1GB")
     assert main.main(args) == ModelTooBig.exit_code == 2
     assert started == []
-    assert capsys.readouterr().err == f"mixtui: {fit.explain(force='--force')}\n"
+    assert capsys.readouterr().err == f"mixtui: {fit.error().message}\n"
 
     # The real command: the same sentence, quickly, and nothing on stdout.
     env = dict(cli_env, MIXTUI_MEMORY_BUDGET="1GB")

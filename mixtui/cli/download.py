@@ -20,6 +20,10 @@ from mixtui.hub.download import (
     plan_download,
 )
 from mixtui.hub.errors import HubError
+from mixtui.hub.verify import discard_bad, expected_files, verify
+from mixtui.registry.loader import load_registry
+from mixtui.registry.local import REPO_ID
+from mixtui.store.cache import resolve_commit, storage_dir
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,6 @@ class Target:
 
 def target(name: str, revision: str | None, action: str = "download") -> Target:
     """A registry key or a Hub repo id; --revision overrides the registry's revision."""
-    from mixtui.registry.loader import load_registry
-    from mixtui.registry.local import REPO_ID
 
     registry = load_registry()
     spec = registry.get(name)
@@ -48,6 +50,7 @@ def target(name: str, revision: str | None, action: str = "download") -> Target:
 
 
 def offline_mode(flag: bool) -> bool:
+    # deferred: only the download commands need huggingface_hub
     from huggingface_hub import constants
 
     return flag or bool(constants.HF_HUB_OFFLINE)
@@ -135,8 +138,6 @@ def run(name: str, revision: str | None, offline: bool) -> int:
 
 def _offline(t: Target) -> int:
     """Offline: say what the cache holds; fetch nothing."""
-    from mixtui.hub.verify import expected_files
-    from mixtui.store.cache import resolve_commit, storage_dir
 
     commit = resolve_commit(t.repo, t.revision)
     if commit is None:
@@ -158,7 +159,6 @@ def _offline(t: Target) -> int:
 
 
 def run_verify(name: str, revision: str | None, repair: bool, offline: bool) -> int:
-    from mixtui.hub.verify import discard_bad, verify
 
     t = target(name, revision, "verify")
     offline = offline_mode(offline)

@@ -47,20 +47,25 @@ class GenerateArgs:
     force: bool = False  # load a model that does not fit the memory budget anyway
 
 
+def _bad(option: str, value: object, rule: str) -> UsageError:
+    return UsageError(f"{option} {rule}, not {value}.", code="bad-option",
+                      facts={"option": option, "value": value})
+
+
 def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
     """Reject bad values before any process starts (exit code 2)."""
     if args.max_tokens < 1:
-        raise UsageError(f"--max-tokens must be at least 1, not {args.max_tokens}.")
+        raise _bad("--max-tokens", args.max_tokens, "must be at least 1")
     if args.temp < 0:
-        raise UsageError(f"--temp must be 0 or more, not {args.temp}.")
+        raise _bad("--temp", args.temp, "must be 0 or more")
     if not 0 < args.top_p <= 1:
-        raise UsageError(f"--top-p must be in (0, 1], not {args.top_p}.")
+        raise _bad("--top-p", args.top_p, "must be in (0, 1]")
     if args.top_k < 0:
-        raise UsageError(f"--top-k must be 0 or more, not {args.top_k}.")
+        raise _bad("--top-k", args.top_k, "must be 0 or more")
     if not 0 <= args.min_p <= 1:
-        raise UsageError(f"--min-p must be between 0 and 1, not {args.min_p}.")
+        raise _bad("--min-p", args.min_p, "must be between 0 and 1")
     if args.max_kv_size < 1:
-        raise UsageError(f"--max-kv-size must be at least 1, not {args.max_kv_size}.")
+        raise _bad("--max-kv-size", args.max_kv_size, "must be at least 1")
     if not args.prompt:
         raise UsageError("--prompt is empty; give some text.")
     k = args.experts_per_token
@@ -77,11 +82,11 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
 def check_fit(spec: ModelSpec, context: int, force: bool) -> None:
     """Before any engine process: refuse a model that does not fit (exit code 2) unless
     `force`; warn, on one stderr line, when it is tight or forced."""
-    from mixtui.planner import ModelTooBig, plan
+    from mixtui.planner import plan
 
     fit = plan(spec, context=context)
     if fit.verdict == "does-not-fit" and not force:
-        raise ModelTooBig(fit.explain(force="--force"))
+        raise fit.error()
     if fit.verdict == "does-not-fit":
         print(f"mixtui: warning: {fit.reason[:-1]}; loading it anyway (--force).",
               file=sys.stderr)
@@ -89,9 +94,6 @@ def check_fit(spec: ModelSpec, context: int, force: bool) -> None:
         print(f"mixtui: warning: {fit.reason}", file=sys.stderr)
 
 
-def _failure(event: Failed) -> MixtuiError:
-    kind = UsageError if event.usage else MixtuiError
-    return kind(event.reason, event.detail)
 
 
 def _exited(event: EngineExited) -> str:
@@ -107,7 +109,7 @@ def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
                 print("\r\033[K", end="", file=sys.stderr)
             return event.info
         elif isinstance(event, Failed):
-            raise _failure(event)
+            raise event.error()
         elif isinstance(event, EngineExited):
             raise MixtuiError(_exited(event))
     raise MixtuiError("The engine stopped answering; run again with --debug.")
@@ -181,7 +183,7 @@ def run(args: GenerateArgs) -> int:
                               "longer one.", file=sys.stderr)
                 return 130 if interrupted else 0
             elif isinstance(event, Failed):
-                raise _failure(event)
+                raise event.error()
             elif isinstance(event, EngineExited):
                 raise MixtuiError(_exited(event))
     return 1

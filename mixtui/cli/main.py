@@ -10,15 +10,25 @@ from pathlib import Path
 from typing import NoReturn
 
 from mixtui import __version__
-from mixtui.core.errors import MixtuiError
+from mixtui.cli.wording import report
+from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, Sampling
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one sentence and exits 2."""
+    """argparse that reports a usage error in one sentence (as JSON with --json), exits 2."""
+
+    as_json = False  # set by main() when the command line asks for --json
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"mixtui: {message}; see `{self.prog} --help`.\n")
+        problem = UsageError(f"{message}; see `{self.prog} --help`.", code="bad-arguments")
+        raise SystemExit(report(problem, as_json=_Parser.as_json))
+
+
+class Interrupted(MixtuiError):
+    """ctrl+c (exit code 130)."""
+
+    exit_code = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,23 +94,29 @@ def _add_hub_commands(sub: argparse._SubParsersAction, common: argparse.Argument
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    _Parser.as_json = "--json" in words
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    as_json = bool(getattr(args, "json", False))
     try:
         if args.command == "models":
-            from mixtui.cli import models
+            from mixtui.cli import models  # deferred: a command loads only what it needs
 
             return models.run(args.json)
         if args.command == "download":
-            from mixtui.cli import download
+            from mixtui.cli import download  # deferred: a command loads only what it needs
 
             return download.run(args.model, args.revision, args.offline)
         if args.command == "verify":
-            from mixtui.cli import download
+            from mixtui.cli import download  # deferred: a command loads only what it needs
 
             return download.run_verify(args.model, args.revision, args.repair, args.offline)
         if args.command == "generate":
-            from mixtui.cli.generate import GenerateArgs, run
+            from mixtui.cli.generate import (  # deferred: a command loads only what it needs
+                GenerateArgs,
+                run,
+            )
 
             return run(GenerateArgs(
                 model=args.model, prompt=args.prompt, max_tokens=args.max_tokens,
@@ -108,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed, system=args.system, experts_per_token=args.experts_per_token,
                 routing=not args.no_routing, trace=args.trace, json=args.json,
                 max_kv_size=args.max_kv_size, force=args.force))
-        from mixtui.tui.app import run_app
+        from mixtui.tui.app import run_app  # deferred: a command loads only what it needs
 
         return run_app(args.model, force=args.force)
     except MixtuiError as exc:
@@ -117,11 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             if exc.detail:
                 print(f"the traceback of the process that failed (engine or download):\n"
                       f"{exc.detail}", file=sys.stderr)
-        print(f"mixtui: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report(exc, as_json=as_json)
     except KeyboardInterrupt:
-        print("mixtui: interrupted.", file=sys.stderr)
-        return 130
+        return report(Interrupted("interrupted."), as_json=as_json)
     except BrokenPipeError:  # `mixtui models | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

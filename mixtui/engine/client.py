@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from mixtui.engine import blas
 from mixtui.engine.messages import Command, EngineExited, Event, Generate, Shutdown
+from mixtui.engine.worker import serve
 
 _CTX = mp.get_context("spawn")
 
@@ -23,8 +25,6 @@ def _ensure_resource_tracker() -> None:
     It hands sys.stderr's descriptor to that process; under a Textual app sys.stderr is a
     capture object without one, and the start fails ("bad value(s) in fds_to_keep").
     """
-    from multiprocessing import resource_tracker
-
     saved = sys.stderr
     try:
         if sys.__stderr__ is not None:
@@ -39,8 +39,6 @@ class EngineProcess:
 
     def __init__(self, log_path: Path | None = None) -> None:
         """`log_path`: where the engine's own stdout/stderr go (default: this stderr)."""
-        from mixtui.engine.worker import serve
-
         _ensure_resource_tracker()
         self._conn, child = _CTX.Pipe()
         self._cancel = _CTX.Event()

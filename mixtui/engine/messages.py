@@ -8,7 +8,9 @@ refreshes at about 20 Hz needs no more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Phase, Sampling, Stats
 
@@ -94,6 +96,19 @@ class Failed:
     reason: str
     detail: str = ""  # a traceback, for --debug only
     usage: bool = False  # the input was at fault (exit code 2 in the CLI)
+    code: str = "engine-failed"  # the error's code (core/errors.py)
+    facts: dict[str, Any] = field(default_factory=dict)  # and its facts
+
+    @classmethod
+    def of(cls, request_id: int | None, error: MixtuiError) -> Failed:
+        """The event for an error the engine raised."""
+        return cls(request_id, str(error), error.detail, isinstance(error, UsageError),
+                   error.code, dict(error.facts))
+
+    def error(self) -> MixtuiError:
+        """The error again, on the caller's side (exit code 2 when the input was at fault)."""
+        kind = UsageError if self.usage else MixtuiError
+        return kind(self.reason, self.detail, code=self.code, facts=self.facts)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError
 from mixtui.engine.messages import (
     Failed,
     Generate,
@@ -64,7 +64,8 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                     session.set_experts_per_token(command.experts_per_token)
                 conn.send(Ready(session.info()))
             elif session is None:
-                conn.send(Failed(request_id, "No model is loaded; load one first."))
+                conn.send(Failed(request_id, "No model is loaded; load one first.",
+                                 code="no-model"))
             elif isinstance(command, Generate):
                 # The caller clears `cancel` when it sends the request (not here), so a stop
                 # pressed while the request waited in the pipe still counts.
@@ -79,15 +80,16 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                 conn.send(Failed(request_id, f"internal error: unknown command {command!r}; "
                                  "please report it."))
         except MixtuiError as exc:  # one sentence; what led to it only for --debug
-            conn.send(Failed(request_id, str(exc), exc.detail, usage=isinstance(exc, UsageError)))
+            conn.send(Failed.of(request_id, exc))
         except MemoryError:
-            conn.send(Failed(request_id, _OUT_OF_MEMORY))
+            conn.send(Failed(request_id, _OUT_OF_MEMORY, code="out-of-memory"))
         except RuntimeError as exc:
             if "memory" in str(exc).lower():  # MLX reports a failed allocation this way
-                conn.send(Failed(request_id, _OUT_OF_MEMORY, traceback.format_exc()))
+                conn.send(Failed(request_id, _OUT_OF_MEMORY, traceback.format_exc(),
+                                 code="out-of-memory"))
             else:
                 conn.send(Failed(request_id, f"internal error: {exc!r}; please report it.",
-                                 traceback.format_exc()))
+                                 traceback.format_exc(), code="internal-error"))
         except Exception as exc:  # a bug: report it with its traceback, keep serving
             conn.send(Failed(request_id, f"internal error: {exc!r}; please report it.",
-                             traceback.format_exc()))
+                             traceback.format_exc(), code="internal-error"))

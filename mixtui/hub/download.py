@@ -26,7 +26,7 @@ from typing import Any
 
 from mixtui.core.errors import MixtuiError
 from mixtui.core.units import gb, parse_size
-from mixtui.hub.errors import DiskFull, HubError, describe, scrub
+from mixtui.hub.errors import AGAIN, DiskFull, HubError, describe, scrub
 from mixtui.store.cache import COMMIT, hub_cache, resolve_commit, storage_dir
 from mixtui.store.files import RemoteFile, needed
 
@@ -66,8 +66,8 @@ class DownloadPlan:
         return sum(1 for f in self.files if (self.snapshot / f.path).exists())
 
 
-def plan_download(repo: str, revision: str | None = None, only: list[str] | None = None, *,
-                  tui: bool = False) -> DownloadPlan:
+def plan_download(repo: str, revision: str | None = None,
+                  only: list[str] | None = None) -> DownloadPlan:
     """The dry run: what the repository holds at one commit, and what of it the cache lacks.
 
     `only`: just these files (verify --repair); by default every file MLX needs. A file whose
@@ -75,6 +75,7 @@ def plan_download(repo: str, revision: str | None = None, only: list[str] | None
     fetched. Nothing is written to the cache: a branch's ref moves only when its download has
     finished, so a plan that is not carried out leaves the cache as it was.
     """
+    # deferred: huggingface_hub's API modules take about a second to import
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
@@ -87,7 +88,7 @@ def plan_download(repo: str, revision: str | None = None, only: list[str] | None
     except MixtuiError:
         raise
     except Exception as exc:
-        raise describe(exc, repo, revision, tui=tui) from exc
+        raise describe(exc, repo, revision) from exc
     storage = storage_dir(repo)
     listed = sorted((RemoteFile.from_tree(f) for f in tree), key=lambda f: f.path)
     files = [replace(f, cached=(storage / "blobs" / f.etag).is_file(),
@@ -208,16 +209,11 @@ class Outcome:
 
 
 class Download:
-    """One download of `plan`'s missing files, in a child process.
+    """One download of `plan`'s missing files, in a child process."""
 
-    `tui`: messages say "try again" rather than "run the command again".
-    """
-
-    def __init__(self, plan: DownloadPlan, files: list[RemoteFile] | None = None, *,
-                 tui: bool = False):
+    def __init__(self, plan: DownloadPlan, files: list[RemoteFile] | None = None):
         self.plan = plan
         self.files = list(plan.to_fetch if files is None else files)
-        self.tui = tui
         self._proc: Any = None
         self._conn: Connection | None = None
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
@@ -236,7 +232,7 @@ class Download:
         self._proc = ctx.Process(
             target=_child_main, name="mixtui-download", daemon=True,
             args=(self.plan.repo, self.plan.commit, [f.path for f in self.files], sender,
-                  os.getpid(), self.tui))
+                  os.getpid()))
         # ctrl+c reaches the whole process group: the child must ignore it from its very
         # start (it inherits this), not only once its own code runs
         main = threading.current_thread() is threading.main_thread()
@@ -301,17 +297,17 @@ class Download:
             self._proc.join(timeout=5)
             if message is None:
                 code = self._proc.exitcode
-                again = "try again" if self.tui else "run the command again"
                 self.outcome = Outcome(False, error=HubError(
-                    f"The download process exited unexpectedly (code {code}); {again} "
-                    "(finished files are kept)."))
+                    f"The download process exited unexpectedly (code {code}); {{again}} "
+                    "(finished files are kept).", code="download-process-exited",
+                    facts={"repo": self.plan.repo, "exit_code_of_process": code},
+                    remedies=(AGAIN,)))
             elif message[0] == "done":
                 write_ref(self.plan.repo, self.plan.revision, self.plan.commit)
                 self.outcome = Outcome(True, snapshot=Path(message[1]))
             else:
-                _, kind, text, code, detail = message
-                error = DiskFull(text, detail) if kind == "DiskFull" else HubError(text, detail)
-                error.exit_code = code
+                _, error, detail = message
+                error.detail = detail
                 self.outcome = Outcome(False, error=error)
             if not self.outcome.ok:
                 self._unfinished()
@@ -366,7 +362,7 @@ def remove_partials(repo: str, files: list[RemoteFile]) -> list[str]:
     can be taken belongs to a download that is over (cancelled, killed) and can never be
     resumed (its name is unique to that download), so it is only wasted space.
     """
-    from filelock import FileLock, Timeout
+    from filelock import FileLock, Timeout  # deferred: only a cancelled download needs it
 
     storage = storage_dir(repo)
     blobs = storage / "blobs"
@@ -401,8 +397,8 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)
 
 
-def _child_main(repo: str, commit: str, paths: list[str], conn: Connection, parent: int,
-                tui: bool) -> None:
+def _child_main(repo: str, commit: str, paths: list[str], conn: Connection,
+                parent: int) -> None:
     # ctrl+c reaches the whole process group; the parent decides, and ends this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -411,14 +407,12 @@ def _child_main(repo: str, commit: str, paths: list[str], conn: Connection, pare
     os.dup2(devnull, 2)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # deferred: the child process alone downloads
 
         path = snapshot_download(repo, revision=commit, allow_patterns=paths)
         conn.send(("done", str(path)))
     except BaseException as exc:  # everything goes back to the parent as one sentence
-        error = describe(exc, repo, commit, tui=tui)
-        conn.send(("failed", type(error).__name__, str(error), error.exit_code,
-                   scrub(traceback.format_exc())))
+        conn.send(("failed", describe(exc, repo, commit), scrub(traceback.format_exc())))
     finally:
         conn.close()
         sys.stdout.flush()

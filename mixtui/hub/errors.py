@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, Remedy, UsageError, literal
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -18,17 +18,30 @@ DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 class HubError(MixtuiError):
     """The Hub refused, could not be reached, or the disk could not take the files."""
 
+    code = "hub-failed"
+
 
 class HubNotFound(UsageError):
     """No such repository or revision (a name to check: exit code 2)."""
+
+    code = "hub-not-found"
 
 
 class DiskFull(HubError):
     """Not enough free disk space for the files to fetch."""
 
+    code = "disk-full"
+
+
+# What the user can do, in the command line's words (the TUI has its own, tui/wording.py).
+AGAIN = Remedy("again", "run the command again")
+LEAVE_OUT_REVISION = Remedy("revision", " (or leave out --revision for main)")
+USE_OFFLINE = Remedy("offline", ", or use --offline for what is cached")
+USE_DEBUG = Remedy("debug", ", or with --debug to see where")
+
 
 def endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: huggingface_hub reads its settings on import
 
     return str(constants.ENDPOINT)
 
@@ -37,6 +50,7 @@ def scrub(text: str) -> str:
     """`text` with any token the user has (set, or stored by `hf auth login`) replaced."""
     tokens = [os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
     try:
+        # deferred: huggingface_hub reads its settings on import
         from huggingface_hub import get_token
 
         tokens.append(get_token())
@@ -54,12 +68,9 @@ def _has_token() -> bool:
     return get_token() is not None
 
 
-def describe(exc: BaseException, repo: str, revision: str | None, *,
-             tui: bool = False) -> MixtuiError:
-    """The MixtuiError that tells the user what `exc` means for downloading `repo`.
-
-    `tui`: said in the TUI, where there is no command to run again and no flags.
-    """
+def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError:
+    """The MixtuiError that tells the user what `exc` means for downloading `repo`."""
+    # deferred: huggingface_hub's API modules take about a second to import
     from huggingface_hub.errors import (
         DisabledRepoError,
         GatedRepoError,
@@ -70,45 +81,48 @@ def describe(exc: BaseException, repo: str, revision: str | None, *,
     )
 
     rev = revision or "main"
-    again = "try again" if tui else "run the command again"
+    facts = {"repo": repo, "revision": rev, "status": _status(exc)}
     if isinstance(exc, GatedRepoError):
         action = ("your token's account has not been granted access: accept the licence on "
                   f"{endpoint()}/{repo} with that account" if _has_token() else
                   f"accept its licence on {endpoint()}/{repo}, then log in with `hf auth login` "
                   "(or set HF_TOKEN)")
-        return HubError(f"{repo} is a gated repository; {action}, and {again}.")
+        return HubError(f"{repo} is a gated repository; {action}, and {{again}}.",
+                        code="hub-gated", facts=facts, remedies=(AGAIN,))
     if isinstance(exc, RevisionNotFoundError):
         return HubNotFound(f"{repo} has no revision '{rev}'; check the branch, tag or commit "
-                           "hash" + ("." if tui else " (or leave out --revision for main)."))
+                           "hash{revision}.", code="hub-revision-not-found", facts=facts,
+                           remedies=(LEAVE_OUT_REVISION,))
     status = _status(exc)
     if isinstance(exc, RepositoryNotFoundError) or status == 401:
         if status == 401 and _has_token() and not _is_repo_not_found(exc):
             return HubError("The Hub refused your token (401); log in again with "
-                            f"`hf auth login` or fix HF_TOKEN, and {again}.")
+                            "`hf auth login` or fix HF_TOKEN, and {again}.",
+                            code="hub-token-refused", facts=facts, remedies=(AGAIN,))
         hint = ("" if _has_token() else
                 "; if it is private, log in with `hf auth login` (or set HF_TOKEN)")
         return HubNotFound(f"{repo} was not found on the Hub at {endpoint()}; check the name "
-                           f"(org/name, as on its model page){hint}.")
+                           f"(org/name, as on its model page){hint}.", facts=facts)
     if isinstance(exc, DisabledRepoError):
-        return HubError(f"{repo} has been disabled by its owner; pick another repository.")
+        return HubError(f"{repo} has been disabled by its owner; pick another repository.",
+                        code="hub-disabled", facts=facts)
     if isinstance(exc, OfflineModeIsEnabled):
         return HubError("Offline mode is on (HF_HUB_OFFLINE=1); unset it to download, or use "
-                        "what is cached.")
+                        "what is cached.", code="hub-offline", facts=facts)
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        where = f" ({literal(exc.filename)})" if getattr(exc, "filename", None) else ""
         return DiskFull(f"The disk filled up while downloading{where}; free some space and "
-                        f"{again} (finished files are kept).")
+                        "{again} (finished files are kept).", facts=facts, remedies=(AGAIN,))
     if _is_connection_error(exc):
-        offline = "" if tui else ", or use --offline for what is cached"
         return HubError(f"The Hub at {endpoint()} cannot be reached or the connection dropped "
-                        f"({type(exc).__name__}); check the network and {again} (finished "
-                        f"files are kept){offline}.")
+                        f"({type(exc).__name__}); check the network and {{again}} (finished "
+                        "files are kept){offline}.", code="hub-unreachable", facts=facts,
+                        remedies=(AGAIN, USE_OFFLINE))
     if isinstance(exc, HfHubHTTPError) and status is not None:
         return HubError(f"The Hub answered {status} for {repo}; try again later (finished files "
-                        "are kept).")
-    debug = "" if tui else ", or with --debug to see where"
-    return HubError(scrub(f"Downloading {repo} failed ({type(exc).__name__}: {exc}); "
-                          f"{again}{debug}."))
+                        "are kept).", code="hub-http-error", facts=facts)
+    return HubError(literal(scrub(f"Downloading {repo} failed ({type(exc).__name__}: {exc}); "))
+                    + "{again}{debug}.", facts=facts, remedies=(AGAIN, USE_DEBUG))
 
 
 def _status(exc: BaseException) -> int | None:

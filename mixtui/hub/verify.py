@@ -54,6 +54,7 @@ def expected_files(repo: str, revision: str | None, *, offline: bool,
             where = "nothing of it is cached" if commit is None else "its file list is not cached"
             raise HubError(f"{repo} cannot be checked offline: {where}; run `mixtui download "
                            f"{label or repo}` while online first.")
+        # deferred: huggingface_hub's API modules take about a second to import
         from huggingface_hub import HfApi
         from huggingface_hub.hf_api import RepoFile
 

@@ -17,11 +17,12 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mixtui.store.known_bad import known_problems
 from mixtui.core.errors import ModelDamaged, ModelNotFound, ModelNotLocal, UsageError
+from mixtui.store.known_bad import known_problems
 
 INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
@@ -90,8 +91,6 @@ def _version(root: Path) -> str:
             return match.group(1)
     except OSError:
         pass
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("mlx-lm")
     except PackageNotFoundError:

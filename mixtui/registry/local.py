@@ -56,11 +56,14 @@ def require_local(spec: ModelSpec) -> Path:
     if where is None:
         if spec.path is not None and not spec.bundled:
             raise ModelNotFound(f"No such directory: {spec.path} (the path of {spec.key} in "
-                                f"{spec.source}) does not exist; check the path.")
+                                f"{spec.source}) does not exist; check the path.",
+                                code="no-such-directory",
+                                facts={"model": spec.key, "path": spec.path})
         size = spec.weight_bytes() / 1e9
         raise ModelNotLocal(f"{spec.name} ({spec.repo}) is not on this machine ({size:.1f} GB "
                             f"of weights); download it with `mixtui download {spec.key}` and "
-                            "try again.")
+                            "try again.", facts={"model": spec.key, "repo": spec.repo,
+                                                 "weight_bytes": spec.weight_bytes()})
     check_model_dir(where, spec.key if spec.repo is not None else None)
     return where
 
@@ -113,7 +116,8 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
     if looks_like_path or (path.exists() and not path.is_dir()):
         kind = "is not a directory" if path.exists() else "does not exist"
         raise ModelNotFound(f"No such directory: {name} {kind}; check the path, or give a "
-                            "model key from `mixtui models`.")
+                            "model key from `mixtui models`.", code="no-such-directory",
+                            facts={"path": name})
     if REPO_ID.match(name):
         for spec in registry.values():
             if spec.repo == name:
@@ -122,13 +126,14 @@ def resolve(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpe
         if snap is None and path.parent.is_dir():  # `models/tyop`, next to a models/ folder
             raise ModelNotFound(f"No such directory: {name} does not exist, and no Hub repo of "
                                 f"that name is downloaded; check the path, or fetch the repo "
-                                f"with `mixtui download {name}`.")
+                                f"with `mixtui download {name}`.", code="no-such-directory",
+                                facts={"path": name})
         if snap is None or not (snap / "config.json").is_file():
             raise ModelNotLocal(f"{name} is not downloaded; fetch it with `mixtui download {name}` "
-                                "and run the command again.")
+                                "and run the command again.", facts={"model": name, "repo": name})
         if missing_files(snap):
             check_model_dir(snap, name)  # says which files are missing
         return _spec_from_dir(name, snap, repo=name)
     keys = ", ".join(registry)
     raise ModelNotFound(f"Unknown model '{name}'; use one of {keys}, a Hub repo id (org/name) "
-                        "or a local directory.")
+                        "or a local directory.", facts={"model": name, "known": list(registry)})

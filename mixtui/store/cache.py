@@ -13,7 +13,7 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 def hub_cache() -> Path:
     """HF_HUB_CACHE, as huggingface_hub resolved it when it was imported."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred: huggingface_hub reads HF_HUB_CACHE on import
 
     return Path(constants.HF_HUB_CACHE)
 

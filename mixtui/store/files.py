@@ -35,6 +35,7 @@ class RemoteFile:
 
 def needed(files: list[RemoteFile], patterns: list[str] | None = None) -> list[RemoteFile]:
     """The files that match `patterns` (by default: what MLX needs), in the given order."""
+    # deferred: huggingface_hub's API modules take about a second to import
     from huggingface_hub.utils import filter_repo_objects
 
     wanted = set(filter_repo_objects([f.path for f in files],

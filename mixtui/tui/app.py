@@ -60,6 +60,7 @@ from mixtui.tui.widgets.heatmap import RoutingHeatmap
 from mixtui.tui.widgets.model_bar import BarEntry, ModelBar
 from mixtui.tui.widgets.stats import StatsPanel
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
+from mixtui.tui.wording import fit_text, say
 
 if TYPE_CHECKING:
     from mixtui.planner import Fit
@@ -68,7 +69,6 @@ BAR_SLOTS = 5  # models on the number keys
 UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
 UI_TICK_S = 0.1  # how often streaming tokens reach the widgets
 NARROW = 130  # below this many columns routing and stats share one narrower column
-CONTEXT_OPTION = "max_kv_size {n} in settings.json"  # how a shorter context is chosen here
 
 
 def _default_path(kind: str, model: str, suffix: str) -> str:
@@ -263,8 +263,7 @@ class MixtuiApp(App[int]):
 
     def _fit_text(self, fit: Fit) -> str:
         """The Fit's explanation as the TUI says it (the bar's tooltip and the refusal)."""
-        return fit.explain(context_option=CONTEXT_OPTION,
-                           force=None if self.force else "`mixtui --force`")
+        return fit_text(fit, forced=self.force)
 
     def _status(self, text: str) -> None:
         key = self.spec.key if self.spec else None
@@ -303,7 +302,8 @@ class MixtuiApp(App[int]):
                 self._status(f"{name}: does not fit")
             return
         if fit.verdict != "fits":  # tight, or forced: say so once, then load
-            text = fit.explain(context_option=CONTEXT_OPTION, hint=False)
+            text = (say(fit.error(hint=False), forced=True) if fit.verdict == "does-not-fit"
+                    else fit.sentence(hint=False))
             self.notice(text if fit.verdict == "tight"
                         else f"{text[:-1]}; loading it anyway (--force).")
         old, self.engine = self.engine, None

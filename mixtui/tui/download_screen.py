@@ -22,6 +22,7 @@ from mixtui.core.errors import MixtuiError
 from mixtui.core.units import gb
 from mixtui.hub.download import Download, DownloadPlan, Outcome, Progress, eta_text, fetch_summary
 from mixtui.registry.spec import ModelSpec
+from mixtui.tui.wording import say
 
 TICK_S = 0.25
 _MAX_FILES_SHOWN = 12
@@ -73,10 +74,10 @@ class DownloadScreen(ModalScreen[bool]):
         from mixtui.hub.download import check_disk, plan_download
 
         try:
-            plan = plan_download(self.spec.repo or "", self.spec.revision, tui=True)
+            plan = plan_download(self.spec.repo or "", self.spec.revision)
             check_disk(plan)
         except MixtuiError as exc:
-            self.app.call_from_thread(self._fail, str(exc))
+            self.app.call_from_thread(self._fail, say(exc))
             return
         except Exception as exc:  # a bug: say so without losing the app
             self.app.call_from_thread(self._fail, f"internal error: {exc!r}; please report it.")
@@ -109,7 +110,7 @@ class DownloadScreen(ModalScreen[bool]):
             return
         self.state = "downloading"
         self.outcome = None
-        self.download = Download(self.plan, tui=True)
+        self.download = Download(self.plan)
         self.download.start()
         self._message("Downloading… Esc cancels.")
         if self._timer is None:
@@ -131,7 +132,7 @@ class DownloadScreen(ModalScreen[bool]):
         else:
             self.state = "failed"
             assert outcome.error is not None
-            self._fail(str(outcome.error) + " Enter tries again; Esc goes back.")
+            self._fail(say(outcome.error) + " Enter tries again; Esc goes back.")
 
     def _show_progress(self, p: Progress) -> None:
         self.query_one(ProgressBar).update(progress=100 * p.fraction)
