@@ -42,6 +42,10 @@ class RouterLogitsLog:
     def expert_ids(self, ordinal: int, indices: mx.array) -> None:
         pass  # the losses need the logits only; the choice follows from them
 
+    def clear(self) -> None:
+        """Drop the references (and so the graph they hold) of the last forward pass."""
+        self.logits = []
+
 
 @dataclass(frozen=True)
 class MoEAdapter:
