@@ -89,6 +89,7 @@ class MoEAdapter:
             return mx.sigmoid(logits)
         return mx.softmax(logits, axis=-1)
 
+
 _SUBCLASSES: dict[tuple[type, str], type] = {}
 
 
