@@ -15,10 +15,12 @@ What it does, in order:
    every novel is held out for validation. ``--corpus-file`` takes a plain text file instead.
 2. Tokenizer. A byte-level BPE (Hugging Face ``tokenizers``) trained on the training text,
    saved as ``tokenizer.json`` + ``tokenizer_config.json`` for ``transformers.AutoTokenizer``.
-3. Model. Exactly ``mlx_lm.models.mixtral.Model``: 8 experts, 2 per token, float32.
+3. Model. Exactly ``mlx_lm.models.mixtral.Model`` at the geometry of the ``nano`` entry of
+   mixtui's ``models.toml`` (8 experts, 2 per token), float32.
 4. Training. AdamW with linear warmup and cosine decay; cross-entropy plus a
    Switch-Transformer load-balancing loss per MoE layer. Each layer's router logits are
-   captured by wrapping ``block_sparse_moe.gate`` in :class:`RouterRecorder`.
+   captured by mixtui's own routing hooks (``mixtui.families``: the Mixtral family's
+   adapter, attached with a ``RouterLogitsLog`` sink that keeps them in the graph).
 5. Evaluation on the held-out text (through ``mlx_lm.load`` of the saved directory):
    validation loss against a unigram baseline, samples and how many of their words are
    real, and per-layer routing statistics. Everything goes to ``train_report.json``.
@@ -63,6 +65,8 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.mixtral import Model, ModelArgs
 
 from mixtui.engine import blas
+from mixtui.families import adapters, family_for
+from mixtui.registry.loader import load_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "mixtui" / "models" / "nano"
@@ -82,17 +86,14 @@ NOVELS = (
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
 
-# The nano geometry; it matches [models.nano.geometry] in models.toml.
-GEOMETRY: dict[str, int] = {
-    "vocab_size": 2048,
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "num_local_experts": 8,
-    "num_experts_per_tok": 2,
-}
+# The nano geometry is [models.nano.geometry] in models.toml, written as config.json fields
+# by its family (so the registry and the model it describes cannot drift apart).
+NANO = load_registry(include_user=False)["nano"].geometry
+_FAMILY = family_for(NANO.model_type)
+assert _FAMILY is not None and _FAMILY.name == "mixtral", NANO.model_type
+GEOMETRY: dict[str, Any] = _FAMILY.hf_config(NANO)
+_ADAPTER = _FAMILY.hooks()  # where a Mixtral block computes its routing
+assert _ADAPTER is not None
 ROPE_THETA = 10000.0
 RMS_NORM_EPS = 1e-5
 
@@ -626,50 +627,16 @@ def encode_documents(tokenizer: Any, docs: dict[str, list[str]]) -> dict[str, np
 # --------------------------------------------------------------------------------------
 
 
-class RouterLog:
-    """Where :class:`RouterRecorder` instances put the router logits of one forward pass."""
-
-    def __init__(self) -> None:
-        """Start empty."""
-        self.logits: list[mx.array] = []
-
-    def clear(self) -> None:
-        """Forget the previous forward pass."""
-        self.logits = []
-
-
-class RouterRecorder(nn.Module):
-    """Wraps a MoE block's ``gate`` (a Linear): returns its output unchanged and logs it."""
-
-    def __init__(self, gate: nn.Module, router_log: RouterLog) -> None:
-        """Wrap ``gate``; outputs are appended to ``router_log``."""
-        super().__init__()
-        self.inner = gate
-        self.router_log = router_log  # a plain object: not a parameter, not a child
-
-    def __call__(self, x: mx.array) -> mx.array:
-        """Compute the router logits and record them."""
-        logits = self.inner(x)
-        self.router_log.logits.append(logits)
-        return logits
-
-
-def install_router_recorders(model: nn.Module) -> RouterLog:
-    """Wrap every layer's gate; the returned log holds one entry per layer per forward."""
-    router_log = RouterLog()
-    for layer in model.layers:
-        moe = layer.block_sparse_moe
-        if not isinstance(moe.gate, RouterRecorder):
-            moe.gate = RouterRecorder(moe.gate, router_log)
+def install_router_recorders(model: nn.Module) -> adapters.RouterLogitsLog:
+    """Attach mixtui's routing hooks; the log holds one entry per MoE layer per forward."""
+    router_log = adapters.RouterLogitsLog()
+    adapters.attach(_ADAPTER, model, router_log)
     return router_log
 
 
 def remove_router_recorders(model: nn.Module) -> None:
-    """Put the original gates back (so parameter names are mlx-lm's again)."""
-    for layer in model.layers:
-        moe = layer.block_sparse_moe
-        if isinstance(moe.gate, RouterRecorder):
-            moe.gate = moe.gate.inner
+    """Detach the hooks: the blocks run exactly as mlx-lm wrote them."""
+    adapters.detach(_ADAPTER, model)
 
 
 def load_balancing_loss(router_logits: Sequence[mx.array], top_k: int) -> mx.array:
@@ -692,14 +659,13 @@ def load_balancing_loss(router_logits: Sequence[mx.array], top_k: int) -> mx.arr
 
 
 def model_config(
-    geometry: dict[str, int], max_positions: int, aux_coef: float = 0.01
+    geometry: dict[str, Any], max_positions: int, aux_coef: float = 0.01
 ) -> dict[str, Any]:
     """A Hugging Face style Mixtral config.json for the geometry."""
     return {
         "architectures": ["MixtralForCausalLM"],
         "model_type": "mixtral",
         **geometry,
-        "head_dim": geometry["hidden_size"] // geometry["num_attention_heads"],
         "hidden_act": "silu",
         "rms_norm_eps": RMS_NORM_EPS,
         "rope_theta": ROPE_THETA,
@@ -861,9 +827,7 @@ def train(
 
 def save_model(model: Model, config: dict[str, Any], out: Path) -> None:
     """config.json, model.safetensors (mlx-lm's parameter names) and generation_config."""
-    weights = flat_parameters(model)
-    if any(".inner." in name for name in weights):
-        raise RuntimeError("router recorders must be removed before saving")
+    weights = flat_parameters(model)  # the hooks swap classes only: names are mlx-lm's
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     generation = {

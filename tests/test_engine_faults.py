@@ -45,6 +45,32 @@ def test_stop_during_a_long_prompt(session: Session) -> None:
     assert again[-1].stats.generation_tokens == 6
 
 
+def test_stopped_prompt_reports_the_tokens_it_ran(session: Session) -> None:
+    """A prompt stopped after its first prefill chunk reports that chunk, not the prompt."""
+    words = " ".join(f"w{3 + i % 250}" for i in range(5000))
+    checks = []
+
+    def stop_after_first_chunk() -> bool:
+        checks.append(1)
+        return len(checks) >= 2
+
+    events = list(session.generate(Generate(1, (("user", words),), sampling=GREEDY),
+                                   should_stop=stop_after_first_chunk))
+    stats = events[-1].stats  # type: ignore[union-attr]
+    prompt = len(session.tokenizer.apply_chat_template([{"role": "user", "content": words}],
+                                                       add_generation_prompt=True))
+    assert prompt > 4096
+    # mlx-lm prefills 2048 tokens a chunk; their keys and values went with the cache
+    assert (stats.prompt_tokens, stats.cached_tokens, stats.generation_tokens) == (2048, 0, 0)
+    assert stats.prompt_tps > 0 and stats.finish_reason == "cancelled"
+    assert session._cache is None
+    # stopped before the first chunk: nothing ran
+    events = list(session.generate(Generate(2, (("user", words),), sampling=GREEDY),
+                                   should_stop=lambda: True))
+    assert events[-1].stats.prompt_tokens == 0  # type: ignore[union-attr]
+    assert events[-1].stats.prompt_tps == 0.0  # type: ignore[union-attr]
+
+
 def test_cache_matches_its_tokens_when_the_caller_leaves_early(session: Session) -> None:
     """Closing the event stream before Finished must not leave the cache out of step."""
     first = list(session.generate(Generate(1, (("user", "w5 w6 w7"),), sampling=GREEDY)))

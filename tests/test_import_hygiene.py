@@ -28,6 +28,9 @@ NO_MLX = [
     "mixtui.registry.local", "mixtui.core.routing", "mixtui.engine.messages",
     "mixtui.engine.client", "mixtui.cli.main", "mixtui.planner", "mixtui.tui.app",
     "mixtui.app.settings", "mixtui.app.conversation", "mixtui.families.geometry",
+    # the families' pure parts (their <family>_hooks modules are the ones that import MLX)
+    "mixtui.families", "mixtui.families.base", "mixtui.families.dense", "mixtui.families.mixtral",
+    "mixtui.families.qwen3_moe", "mixtui.registry.spec", "mixtui.registry.loader",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 

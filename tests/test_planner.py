@@ -23,7 +23,7 @@ from mixtui.registry.local import resolve
 from mixtui.registry.spec import ModelSpec
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct"]
+        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct"]
 
 
 def budget(text: str) -> Budget:
@@ -121,11 +121,12 @@ def test_unreadable_headers_fall_back_to_the_geometry(tmp_path: Path,
 
 # -- verdicts through the real CLI ----------------------------------------------------------
 EXPECTED = {  # budget: verdict per model, at the default 4096-token context
-    "1GB": ["fits", "does-not-fit", "does-not-fit", "does-not-fit", "does-not-fit"],
-    "16GB": ["fits", "fits", "does-not-fit", "does-not-fit", "does-not-fit"],
-    "32GB": ["fits", "fits", "tight", "does-not-fit", "does-not-fit"],
-    "64GB": ["fits", "fits", "fits", "does-not-fit", "does-not-fit"],
-    "512GB": ["fits", "fits", "fits", "fits", "fits"],
+    "1GB": ["fits", "does-not-fit", "does-not-fit", "does-not-fit", "does-not-fit",
+            "does-not-fit"],
+    "16GB": ["fits", "fits", "does-not-fit", "does-not-fit", "does-not-fit", "does-not-fit"],
+    "32GB": ["fits", "fits", "tight", "does-not-fit", "does-not-fit", "fits"],
+    "64GB": ["fits", "fits", "fits", "does-not-fit", "does-not-fit", "fits"],
+    "512GB": ["fits", "fits", "fits", "fits", "fits", "fits"],
 }
 
 

@@ -16,12 +16,13 @@ from mixtui.registry.local import local_dir, local_state, resolve
 from mixtui.registry.spec import ModelSpec
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct"]
+        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct"]
 REFERENCE_FILES = {
     "mistral-7b-instruct": "mistral-7b-instruct-v0.3.json",
     "mixtral-8x7b-instruct": "mixtral-8x7b-instruct-v0.1.json",
     "mixtral-8x22b": "mixtral-8x22b-v0.1.json",
     "mixtral-8x22b-instruct": "mixtral-8x22b-instruct-v0.1.json",
+    "qwen3-30b-a3b-instruct": "qwen3-30b-a3b-instruct-2507.json",
 }
 KIB = 1024
 # The published config.json files, copied from the project's reference folder.
@@ -53,6 +54,24 @@ def test_parameter_counts_match_published(builtin: dict[str, ModelSpec], key: st
     g = builtin[key].geometry
     assert close(g.total_params(), total, 0.005), (key, g.total_params())
     assert close(g.active_params(), active, 0.005), (key, g.active_params())
+
+
+def test_qwen3_parameter_counts_match_published(builtin: dict[str, ModelSpec]) -> None:
+    g = builtin["qwen3-30b-a3b-instruct"].geometry
+    assert (len(g.moe_layers), g.dense_layers) == (48, ())
+    # The model card: "30.5B in total and 3.3B activated"; 3.3 B has two digits only (the
+    # count with embeddings in, Mixtral's convention, is 3.35 B), so the active figure is
+    # held to what those digits say, and both to the counts of mlx-lm's own classes at this
+    # geometry (the project's reference folder) with the tolerance used above.
+    assert close(g.total_params(), 30.5e9, 0.005), g.total_params()
+    assert abs(g.active_params() - 3.3e9) < 0.06e9, g.active_params()
+    assert close(g.total_params(), 30.53e9, 0.005) and close(g.active_params(), 3.35e9, 0.005)
+    assert builtin["qwen3-30b-a3b-instruct"].kv_bytes_per_token() == 96 * KIB
+    spec = builtin["qwen3-30b-a3b-instruct"]
+    assert spec.quantization is not None and (spec.quantization.bits,
+                                              spec.quantization.group_size) == (4, 64)
+    # 17.5 GB is the size a third party gives for this mlx-community conversion
+    assert close(spec.weight_bytes(), 17.5e9, 0.03), spec.weight_bytes()
 
 
 def test_dense_model_is_all_active(builtin: dict[str, ModelSpec]) -> None:
@@ -109,15 +128,22 @@ def _instantiated_params(config: dict) -> int:
     return sum(v.size for _, v in tree_flatten(model.parameters()))
 
 
-@pytest.mark.parametrize("which", ["moe", "dense", "moe-k4-gqa1"])
+@pytest.mark.parametrize("which", ["moe", "dense", "moe-k4-gqa1", "qwen3", "qwen3-tied-all-moe",
+                                   "qwen3-sparse-step"])
 def test_total_params_equals_instantiated_model(which: str) -> None:
-    from mixtui.engine.synthetic import mixtral_config
+    from mixtui.engine.synthetic import mixtral_config, synthetic_config
 
     config = {
         "moe": mixtral_config(layers=2, hidden=64, intermediate=128, vocab=256),
         "dense": mixtral_config(model_type="mistral"),
         "moe-k4-gqa1": mixtral_config(layers=3, hidden=96, intermediate=40, heads=6,
                                       kv_heads=1, vocab=300, experts=4, top_k=3),
+        "qwen3": synthetic_config("qwen3_moe"),  # layer 1 dense (mlp_only_layers)
+        "qwen3-tied-all-moe": synthetic_config("qwen3_moe", dense_layers=(),
+                                               tie_embeddings=True),
+        # every second layer MoE by decoder_sparse_step, and layer 3 dense as well
+        "qwen3-sparse-step": synthetic_config("qwen3_moe", layers=6, dense_layers=(3,))
+        | {"decoder_sparse_step": 2},
     }[which]
     assert Geometry.from_hf_config(config).total_params() == _instantiated_params(config)
 

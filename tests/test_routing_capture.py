@@ -153,34 +153,41 @@ def _router_logits(session: Session, tokens: list[int]) -> np.ndarray:
 
     An independent reference: the decoder layers are stepped through here by hand (no KV
     cache, no capture), so (tokens, layers, E) can be compared with what capture recorded.
+    Any family whose layers are pre-norm attention then feed-forward (its adapter names
+    the block and router); layers without a router (dense) contribute no logits.
     """
     from mixtui.families import adapters
 
     model = session.model
-    assert session.adapter is not None
-    adapters.detach(session.adapter, model)  # the next generate attaches it again
+    adapter = session.adapter
+    assert adapter is not None
+    adapters.detach(adapter, model)  # the next generate attaches it again
     h = model.model.embed_tokens(mx.array(tokens)[None])
     per_layer = []
     for layer in model.layers:
         h = h + layer.self_attn(layer.input_layernorm(h), mask="causal", cache=None)
         normed = layer.post_attention_layernorm(h)
-        per_layer.append(layer.block_sparse_moe.gate(normed)[0])  # (T, E)
-        h = h + layer.block_sparse_moe(normed)
-    logits = mx.stack(per_layer, axis=1).astype(mx.float32)  # (T, layers, E)
+        block = getattr(layer, adapter.block_attr)
+        if hasattr(block, adapter.router_attr):
+            per_layer.append(getattr(block, adapter.router_attr)(normed)[0])  # (T, E)
+        h = h + block(normed)
+    logits = mx.stack(per_layer, axis=1).astype(mx.float32)  # (T, moe layers, E)
     mx.eval(logits)
     return np.array(logits)
 
 
-def assert_matches_reference(routing: RoutingBatch, all_logits: np.ndarray) -> list[np.ndarray]:
+def assert_matches_reference(routing: RoutingBatch, all_logits: np.ndarray,
+                             k: int = DEFAULT_K) -> list[np.ndarray]:
     """Each MoE layer's captured probs and experts against reference logits (tokens, layers, E);
     returns the reference top-k experts per layer."""
+    assert routing.probs.shape[1] == all_logits.shape[1]  # one record per MoE layer
     tops = []
-    for layer in range(MOE_LAYERS):
+    for layer in range(all_logits.shape[1]):
         logits = all_logits[:, layer]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         np.testing.assert_allclose(routing.probs[:, layer], probs, atol=1e-4)
-        expected = np.argsort(-logits, axis=-1)[:, :DEFAULT_K]
+        expected = np.argsort(-logits, axis=-1)[:, :k]
         assert_same_choices(routing.experts[:, layer], expected, probs)
         tops.append(expected)
     return tops

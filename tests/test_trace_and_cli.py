@@ -12,7 +12,7 @@ import pytest
 from mixtui.app.trace import read_trace
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct"]
+        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct"]
 PROMPT = "w5 w6 w7"
 
 

@@ -10,6 +10,8 @@ own so it never queues behind the step in flight, and copies that to the host in
 
 from __future__ import annotations
 
+from typing import Any
+
 import mlx.core as mx
 import numpy as np
 
@@ -20,9 +22,12 @@ from mixtui.families.adapters import MoEAdapter
 class RoutingCapture:
     """The sink that recording MoE blocks report to: one record per forward pass (step)."""
 
-    def __init__(self, adapter: MoEAdapter, num_moe_layers: int):
+    def __init__(self, adapter: MoEAdapter, num_moe_layers: int, block: Any = None):
         self.adapter = adapter
         self.num_moe_layers = num_moe_layers
+        # One MoE block of the model: settings its gate weights depend on (all blocks share
+        # them, e.g. Qwen3's norm_topk_prob) are read from it when routing is drained.
+        self.block = block
         self._logits: list[list[mx.array]] = []  # per step: per MoE layer (1, L, E)
         self._ids: list[list[mx.array]] = []  # per step: per MoE layer (1, L, k)
         self._stream = mx.new_stream(mx.default_device())
@@ -63,8 +68,8 @@ class RoutingCapture:
             # (tokens, moe_layers, E) and (tokens, moe_layers, k), tokens in processing order
             logits = _tokens_by_layer(logits_steps)
             ids = _tokens_by_layer(id_steps)
-            weights = self.adapter.gate_weights(logits, ids).astype(mx.float32)
-            probs = mx.softmax(logits.astype(mx.float32), axis=-1)
+            weights = self.adapter.gate_weights(logits, ids, self.block).astype(mx.float32)
+            probs = self.adapter.router_probs(logits)  # the family's scoring
             packed = mx.concatenate([probs, weights, ids.astype(mx.float32)], axis=-1)
         host = np.array(packed, copy=False)  # the one device-to-host read of this batch
         self.transfers += 1

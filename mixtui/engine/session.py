@@ -25,7 +25,7 @@ from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
 from mixtui.engine.capture import RoutingCapture
 from mixtui.engine.messages import Finished, Generate, Loading, Tokens
 from mixtui.engine.prompt import build_prompt
-from mixtui.families import adapters
+from mixtui.families import adapters, family_for, moe_model_types
 from mixtui.families.geometry import Geometry
 from mixtui.registry.check import (
     ModelUnusable,
@@ -165,6 +165,13 @@ def context_overflow(tokens: int, context: int, conversation: bool) -> str:
            "(--max-kv-size)."
 
 
+def no_family_message(model_type: str) -> str:
+    """The sentence for a MoE model whose `model_type` has no family in mixtui."""
+    return (f"mixtui has no family for {model_type} models, so it can neither read nor "
+            f"change their routing; use a model of type {', '.join(moe_model_types())}, or "
+            "add a family for it (docs/architecture.md, \"Adding a family\").")
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -186,13 +193,14 @@ class Session:
         self.name = name
         self.max_kv_size = max_kv_size
         self.geometry = Geometry.from_hf_config(config)
+        self.family = family_for(str(config.get("model_type")))
         self.adapter = adapters.adapter_for(str(config.get("model_type")))
         self._blocks = self.adapter.blocks(model) if self.adapter else []
         self.moe_layers = tuple(i for i, _ in self._blocks)
         self.default_top_k = self.top_k
         self.capture: RoutingCapture | None = None
         if self.adapter and self._blocks:
-            self.capture = RoutingCapture(self.adapter, len(self._blocks))
+            self.capture = RoutingCapture(self.adapter, len(self._blocks), self._blocks[0][1])
             adapters.attach(self.adapter, model, self.capture)
         self._cache: list[Any] | None = None
         self._cached_tokens: list[int] = []
@@ -248,9 +256,7 @@ class Session:
         """Route each token to k experts (1..num_experts) from the next turn on."""
         if not self.adapter or not self._blocks:
             if self.geometry.is_moe:
-                raise UsageError(f"mixtui cannot yet read or steer the routing of "
-                                 f"{self.geometry.model_type} models; only Mixtral-family "
-                                 "models support --experts-per-token.")
+                raise UsageError(no_family_message(self.geometry.model_type))
             raise UsageError(f"{self.name} is a dense model: it has no experts to choose.")
         k = self.default_top_k if k is None else k
         experts = self.geometry.experts
@@ -274,7 +280,8 @@ class Session:
             moe_layers=self.moe_layers, num_experts=g.experts if self._blocks else 0,
             top_k=self.top_k, default_top_k=self.default_top_k, total_params=g.total_params(),
             active_params=g.active_params(self.top_k or None), weight_bytes=int(weight_bytes),
-            kv_bytes_per_token=g.kv_bytes_per_token(), max_kv_size=self.max_kv_size,
+            kv_bytes_per_token=(self.family.kv_bytes_per_token(g) if self.family
+                                else g.kv_bytes_per_token()), max_kv_size=self.max_kv_size,
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
             vocab_size=g.vocab, device=_device_label(),
         )
@@ -331,8 +338,11 @@ class Session:
         last_flush = start
         finish = "length"
 
+        prefilled = [0]  # prompt tokens mlx-lm has run through the model so far
+
         def on_prompt_progress(done: int, total: int) -> None:
             # Called by mlx-lm before the prompt and after each prefill chunk.
+            prefilled[0] = done
             if done < total and should_stop():
                 raise _PrefillCancelled
             if capture is not None and 0 < done < total:
@@ -350,6 +360,7 @@ class Session:
                                     max_tokens=limit, sampler=sampler,
                                     prompt_cache=self._cache,
                                     prompt_progress_callback=on_prompt_progress)
+        processed = len(feed)  # prompt tokens run through the model, for the figures
         try:
             for n, response in enumerate(responses):
                 ids.append(response.token)
@@ -377,6 +388,9 @@ class Session:
                     break
         except _PrefillCancelled:
             finish = "cancelled"
+            # The figures say what was done: the chunks that ran before the stop (their
+            # keys and values are dropped with the cache below), not the whole prompt.
+            processed = prefilled[0]
             self.reset_conversation()  # the cache holds part of the prompt
             if capture is not None:
                 capture.discard()
@@ -406,9 +420,9 @@ class Session:
         # leave them out): prompt = request to prompt routing on the host; decode = tokens
         # after that to the last token's routing on the host.
         yield Finished(rid, "".join(texts), Stats(
-            prompt_tokens=len(feed), cached_tokens=cached, generation_tokens=len(ids),
+            prompt_tokens=processed, cached_tokens=cached, generation_tokens=len(ids),
             ttft_s=ttft,
-            prompt_tps=len(feed) / (prompt_done - start) if ids else 0.0,
+            prompt_tps=(processed / (prompt_done - start) if ids or processed else 0.0),
             generation_tps=len(ids) / (end - first_token) if ids else 0.0,
             peak_memory_bytes=int(mx.get_peak_memory()),
             kv_cache_bytes=int(sum(c.nbytes for c in self._cache or [])),

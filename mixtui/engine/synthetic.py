@@ -1,8 +1,10 @@
 """Randomly initialised models with real geometries, for tests and benchmarks.
 
-Real Mistral/Mixtral weights cannot be fetched everywhere; the code paths that matter
-(mlx-lm's loader, its Mixtral blocks, quantized expert kernels) are the same with random
-weights. The tokenizer is a word-level one with `vocab` tokens "w0", "w1", ... so that any
+Real weights cannot be fetched everywhere; the code paths that matter (mlx-lm's loader,
+its MoE blocks, quantized expert kernels) are the same with random weights. Each family
+(mixtui.families) gives the config of a tiny model of its own.
+
+The tokenizer is a word-level one with `vocab` tokens "w0", "w1", ... so that any
 vocabulary size works.
 """
 
@@ -17,6 +19,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from mixtui.families import dense, family_for, mixtral
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
     "{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
@@ -28,20 +32,20 @@ CHAT_TEMPLATE = (
 def mixtral_config(*, layers: int = 2, hidden: int = 64, intermediate: int = 128,
                    heads: int = 4, kv_heads: int = 2, vocab: int = 256, experts: int = 8,
                    top_k: int = 2, model_type: str = "mixtral") -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "model_type": model_type,
-        "architectures": ["MixtralForCausalLM" if model_type == "mixtral"
-                          else "MistralForCausalLM"],
-        "hidden_size": hidden, "intermediate_size": intermediate,
-        "num_hidden_layers": layers, "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads, "head_dim": hidden // heads, "vocab_size": vocab,
-        "rms_norm_eps": 1e-5, "rope_theta": 1e6, "max_position_embeddings": 32768,
-        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
-        "torch_dtype": "float32",
-    }
+    """A tiny Mixtral, or with model_type "mistral" the dense Mistral of the same shape."""
+    shape = {"layers": layers, "hidden": hidden, "intermediate": intermediate, "heads": heads,
+             "kv_heads": kv_heads, "head_dim": hidden // heads, "vocab": vocab}
     if model_type == "mixtral":
-        config |= {"num_local_experts": experts, "num_experts_per_tok": top_k}
-    return config
+        return mixtral.FAMILY.synthetic_config(**shape, experts=experts, experts_per_token=top_k)
+    return dense.FAMILY.synthetic_config(**shape, model_type=model_type)
+
+
+def synthetic_config(model_type: str, **fields: Any) -> dict[str, Any]:
+    """A tiny config of `model_type`'s family; `fields` replace its Geometry's defaults."""
+    family = family_for(model_type)
+    if family is None:
+        raise ValueError(f"mixtui has no family for model_type {model_type!r}")
+    return family.synthetic_config(**({"model_type": model_type} | fields))
 
 
 def write_tokenizer(path: Path, vocab: int, chat: bool) -> None:

@@ -5,7 +5,8 @@ inside ``__call__`` and then drop them. Rather than copying that forward pass, t
 swaps the class of two sub-modules of each block for a subclass that records its input or
 output and otherwise behaves identically: the router (its output: logits over experts) and
 the expert bank (its `indices` argument: the experts the model used). Weights, parameter
-names and results are untouched. Adding a family is one `MoEAdapter` in `ADAPTERS`.
+names and results are untouched. Each MoE family's hooks module (`<family>_hooks.py`) holds
+its `MoEAdapter`; `adapter_for` finds it through the family (`mixtui.families.family_for`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,33 @@ from typing import Any, Protocol
 import mlx.core as mx
 import mlx.nn as nn
 
+from mixtui.families import family_for
+from mixtui.families.base import Scoring
+
 
 class RoutingSink(Protocol):
     def router_logits(self, ordinal: int, logits: mx.array) -> None: ...
     def expert_ids(self, ordinal: int, indices: mx.array) -> None: ...
+
+
+class RouterLogitsLog:
+    """A sink for training and evaluation: the router logits of the latest forward pass, one
+    array per MoE layer, kept in the graph (differentiable; any batch size)."""
+
+    def __init__(self) -> None:
+        self.logits: list[mx.array] = []
+
+    def router_logits(self, ordinal: int, logits: mx.array) -> None:
+        if ordinal == 0:  # the first MoE layer: a new forward pass
+            self.logits = []
+        self.logits.append(logits)
+
+    def expert_ids(self, ordinal: int, indices: mx.array) -> None:
+        pass  # the losses need the logits only; the choice follows from them
+
+    def clear(self) -> None:
+        """Drop the references (and so the graph they hold) of the last forward pass."""
+        self.logits = []
 
 
 @dataclass(frozen=True)
@@ -32,8 +56,13 @@ class MoEAdapter:
     router_attr: str  # attribute of the block: logits over experts
     experts_attr: str  # attribute of the block: called as (x, indices)
     k_attr: str  # attribute of the block: experts per token, read on every call
-    # (logits, indices) -> the weights the model gives the chosen experts
-    gate_weights: Callable[[mx.array, mx.array], mx.array]
+    # (logits, indices, one MoE block of the model) -> the weights the model gives the chosen
+    # experts; the block's own settings (e.g. Qwen3's `norm_topk_prob`) are read from it
+    gate_weights: Callable[[mx.array, mx.array, Any], mx.array]
+    scoring: Scoring = "softmax"
+    # sigmoid routers only: the block's attribute holding the bias added to the scores to
+    # choose experts (not to weight them); None where there is none
+    selection_bias_attr: str | None = None
 
     def blocks(self, model: nn.Module) -> list[tuple[int, nn.Module]]:
         """(layer index, MoE block) for every layer that has one."""
@@ -48,19 +77,18 @@ class MoEAdapter:
         return int(getattr(block, self.k_attr))
 
     def set_top_k(self, block: nn.Module, k: int) -> None:
+        """Experts per token from the next call on (the block reads it on every call)."""
         setattr(block, self.k_attr, k)
 
+    def router_probs(self, logits: mx.array) -> mx.array:
+        """The router's scores over all experts under the family's scoring (float32):
+        softmax probabilities (sum to 1), or sigmoid scores (each in (0, 1)), without any
+        selection bias."""
+        logits = logits.astype(mx.float32)
+        if self.scoring == "sigmoid":
+            return mx.sigmoid(logits)
+        return mx.softmax(logits, axis=-1)
 
-def _softmax_of_chosen(logits: mx.array, indices: mx.array) -> mx.array:
-    # Mixtral: softmax over the k chosen logits, exactly as MixtralSparseMoeBlock does it.
-    chosen = mx.take_along_axis(logits, indices, axis=-1)
-    return mx.softmax(chosen, axis=-1, precise=True)
-
-
-ADAPTERS: dict[str, MoEAdapter] = {
-    "mixtral": MoEAdapter("mixtral", "block_sparse_moe", "gate", "switch_mlp",
-                          "num_experts_per_tok", _softmax_of_chosen),
-}
 
 _SUBCLASSES: dict[tuple[type, str], type] = {}
 
@@ -110,5 +138,6 @@ def detach(adapter: MoEAdapter, model: nn.Module) -> None:
 
 
 def adapter_for(model_type: str) -> MoEAdapter | None:
-    """The adapter of a MoE family, or None for a dense model."""
-    return ADAPTERS.get(model_type)
+    """The adapter of a MoE family, or None for a dense model or a type without a family."""
+    family = family_for(model_type)
+    return family.hooks() if family is not None else None

@@ -14,6 +14,9 @@ from mixtui.families.geometry import Geometry
 from mixtui.registry.spec import ModelSpec, Quantization
 
 _GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
+# Geometry's fields that are not ints: named here, not read from annotation strings.
+_BOOL_FIELDS = {"tie_embeddings", "qk_norm"}
+_LAYER_LIST_FIELDS = {"dense_layers"}
 _ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",
                "geometry"}
 
@@ -53,12 +56,22 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
     if unknown_geo:
         raise bad(f"geometry has unknown field(s) {', '.join(sorted(unknown_geo))}")
     for name, value in geo_raw.items():
-        expected = str if name == "model_type" else bool if name == "tie_embeddings" else int
+        if name in _LAYER_LIST_FIELDS:
+            if not isinstance(value, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in value):
+                raise bad(f"geometry field '{name}' must be a list of layer numbers, "
+                          f"not {value!r}")
+            if not all(0 <= i < int(geo_raw.get("layers") or 0) for i in value):
+                raise bad(f"geometry field '{name}' names a layer outside 0..layers-1")
+            continue
+        expected = str if name == "model_type" else bool if name in _BOOL_FIELDS else int
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise bad(f"geometry field '{name}' must be {expected.__name__}, not {value!r}")
         if isinstance(value, int) and value < 0:
             raise bad(f"geometry field '{name}' must not be negative")
-    geometry = Geometry(**geo_raw)
+    values: dict[str, Any] = {k: tuple(v) if k in _LAYER_LIST_FIELDS else v
+                              for k, v in geo_raw.items()}
+    geometry = Geometry(**values)
     if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:
         raise bad("geometry needs 1 <= experts_per_token <= experts")
     quant = raw.get("quantization")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mixtui.families import family_for
 from mixtui.families.geometry import Geometry
 
 Kind = Literal["chat", "base"]
@@ -49,4 +50,8 @@ class ModelSpec:
         return self.quantization.bytes_for(matrices) + norms * g.dtype_bytes
 
     def kv_bytes_per_token(self) -> int:
-        return self.geometry.kv_bytes_per_token()
+        """By the family's KV-cache rule (every layer's keys and values where it has none)."""
+        family = family_for(self.geometry.model_type)
+        if family is None:
+            return self.geometry.kv_bytes_per_token()
+        return family.kv_bytes_per_token(self.geometry)
