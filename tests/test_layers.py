@@ -89,6 +89,20 @@ def test_no_import_cycle_imports_inside_functions_included() -> None:
     assert find_cycle(edges) is None, f"import cycle: {' -> '.join(find_cycle(edges) or [])}"
 
 
+def explained(lines: list[str], i: int) -> bool:
+    """Line i, or a comment line right above it or above the run of imports it ends, has a
+    comment (a run of deferred imports shares one)."""
+    while True:
+        if "#" in lines[i]:
+            return True
+        i -= 1
+        above = lines[i].strip() if i >= 0 else ""
+        if above.startswith("#"):
+            return True
+        if not above.startswith(("from ", "import ")):
+            return False
+
+
 def test_imports_inside_functions_say_why() -> None:
     """An import inside a function defers a heavy module at start-up; its comment says so."""
     silent = []
@@ -99,11 +113,9 @@ def test_imports_inside_functions_say_why() -> None:
             if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             for node in ast.walk(fn):
-                if isinstance(node, ast.Import | ast.ImportFrom):
-                    here = lines[node.lineno - 1]
-                    above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-                    if "#" not in here and not above.startswith("#"):
-                        silent.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+                if isinstance(node, ast.Import | ast.ImportFrom) and not explained(
+                        lines, node.lineno - 1):
+                    silent.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert silent == [], f"imports inside functions without a comment: {silent}"
 
 

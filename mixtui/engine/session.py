@@ -22,6 +22,7 @@ from mlx.utils import tree_reduce
 
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
+from mixtui.engine import blas
 from mixtui.engine.capture import RoutingCapture
 from mixtui.engine.messages import Finished, Generate, Loading, Tokens
 from mixtui.engine.prompt import build_prompt
@@ -53,8 +54,6 @@ class EngineError(MixtuiError):
 
 def _device_label() -> str:
     """"gpu", or "cpu" with the BLAS it multiplies with (see engine/blas.py)."""
-    from mixtui.engine import blas
-
     device = mx.default_device()
     if device.type != mx.cpu:
         return "gpu"
@@ -137,7 +136,7 @@ def _tokenizer_failure(model_dir: Path, exc: Exception, detail: str) -> MixtuiEr
         except ValueError as bad:  # UnicodeDecodeError is one too
             return ModelUnusable(f"{tok_json} is not valid JSON ({_one_line(bad)}); {fix}.",
                                  detail)
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # deferred: only a failed load needs it
 
         try:
             Tokenizer.from_file(str(tok_json))
@@ -212,6 +211,7 @@ class Session:
              max_kv_size: int | None = DEFAULT_CONTEXT,
              progress: Callable[[Loading], None] | None = None) -> Session:
         """Load with mlx-lm, evaluating the weights layer by layer so progress is real."""
+        # deferred: mlx-lm (with transformers) takes about 2 s to import
         from mlx_lm.utils import load_model, load_tokenizer
 
         report = progress or (lambda _: None)
@@ -289,6 +289,7 @@ class Session:
     # -- generation ---------------------------------------------------------------------------
     def _prepare_cache(self, tokens: list[int]) -> int:
         """Reuse the KV cache for the longest shared prefix; return how many tokens it covers."""
+        # deferred: mlx-lm (with transformers) takes about 2 s to import
         from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 
         reuse = min(_common_prefix(self._cached_tokens, tokens), len(tokens) - 1)
@@ -303,7 +304,10 @@ class Session:
     def generate(self, request: Generate, should_stop: Callable[[], bool] = lambda: False,
                  flush_interval: float = FLUSH_INTERVAL_S) -> Iterator[Tokens | Finished]:
         """Stream Tokens events (prompt first, then generated), then one Finished."""
+        # deferred: mlx-lm (with transformers) takes about 2 s to import
         from mlx_lm import stream_generate
+
+        # deferred: mlx-lm (with transformers) takes about 2 s to import
         from mlx_lm.sample_utils import make_sampler
 
         if request.sampling.max_tokens < 1:
@@ -313,7 +317,9 @@ class Session:
             # Checked before the cache is touched: the conversation's cache stays as it was.
             # (mlx-lm's rotating cache would otherwise drop the prompt's start, silently.)
             raise UsageError(context_overflow(len(tokens), self.max_kv_size,
-                                              len(request.messages) > 1))
+                                              len(request.messages) > 1),
+                             code="context-overflow",
+                             facts={"tokens": len(tokens), "context": self.max_kv_size})
         cached = self._prepare_cache(tokens)
         feed = tokens[cached:]
         s: Sampling = request.sampling
@@ -455,6 +461,7 @@ class Session:
 
     def _token_texts(self, ids: list[int]) -> list[str]:
         """Each token's piece of text, as a streaming detokenizer splits it."""
+        # deferred: mlx-lm (with transformers) takes about 2 s to import
         from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
         detok = self.tokenizer.detokenizer

@@ -49,6 +49,7 @@ def synthetic_config(model_type: str, **fields: Any) -> dict[str, Any]:
 
 
 def write_tokenizer(path: Path, vocab: int, chat: bool) -> None:
+    # deferred: only building a model needs it
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     words = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"w{i}": i for i in range(3, vocab)}
@@ -70,6 +71,7 @@ def write_tokenizer(path: Path, vocab: int, chat: bool) -> None:
 def make_model_dir(path: Path, config: dict[str, Any], *, seed: int = 0, chat: bool = True,
                    bits: int | None = None, group_size: int = 64) -> Path:
     """Write config.json, random safetensors weights and a tokenizer that mlx_lm.load reads."""
+    # deferred: mlx-lm (with transformers) takes about 2 s to import
     from mlx_lm.utils import MODEL_REMAPPING
 
     model_type = MODEL_REMAPPING.get(config["model_type"], config["model_type"])

@@ -51,6 +51,7 @@ def scrub(text: str) -> str:
     tokens = [os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
     try:
         # deferred: huggingface_hub reads its settings on import
+        # deferred: huggingface_hub reads its settings on import
         from huggingface_hub import get_token
 
         tokens.append(get_token())
@@ -63,7 +64,7 @@ def scrub(text: str) -> str:
 
 
 def _has_token() -> bool:
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # deferred: huggingface_hub reads its settings on import
 
     return get_token() is not None
 
