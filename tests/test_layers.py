@@ -29,11 +29,16 @@ def imports_of(path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     in_function: set[int] = set()
+    typing_only: set[int] = set()  # `if TYPE_CHECKING:` imports never run
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             in_function |= {id(n) for n in ast.walk(node)}
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            typing_only |= {id(n) for n in ast.walk(node)}
     found = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
