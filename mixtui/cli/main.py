@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mixtui import __version__
+from mixtui.cli.wording import say
 from mixtui.core.errors import MixtuiError
 from mixtui.core.types import DEFAULT_CONTEXT, Sampling
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             if exc.detail:
                 print(f"the traceback of the process that failed (engine or download):\n"
                       f"{exc.detail}", file=sys.stderr)
-        print(f"mixtui: {exc}", file=sys.stderr)
+        print(f"mixtui: {say(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mixtui: interrupted.", file=sys.stderr)
