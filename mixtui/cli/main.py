@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from mixtui import __version__
-from mixtui.cli.wording import say
 from mixtui.core.errors import MixtuiError
 from mixtui.core.types import DEFAULT_CONTEXT, Sampling
 
@@ -113,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app(args.model, force=args.force)
     except MixtuiError as exc:
+        # deferred: wording imports the engine's messages, hence numpy (~0.3 s), which a
+        # command that succeeds, such as `mixtui models`, never needs
+        from mixtui.cli.wording import say
+
         if debug:
             traceback.print_exc()
             if exc.detail:
