@@ -89,10 +89,10 @@ def test_stop_stale_events_and_a_waiting_prompt(controller: ChatController,
     controller.ask(ready.send, LONG)
 
     def stop_once(change: Change) -> None:
-        if change.tokens is not None and change.tokens.phase == "generate":
-            if controller.state is State.GENERATING:
-                assert controller.stop()
-                assert controller.state is State.STOPPING and controller.generating
+        if change.tokens is not None and change.tokens.phase == "generate" \
+                and controller.state is State.GENERATING:
+            assert controller.stop()
+            assert controller.state is State.STOPPING and controller.generating
 
     changes = drive(controller, Finished, stop_once)
     assert changes[-1].ended == "cancelled" and controller.state is State.IDLE

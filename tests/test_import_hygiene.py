@@ -28,6 +28,7 @@ NO_MLX = [
     "mixtui.registry.local", "mixtui.core.routing", "mixtui.engine.messages",
     "mixtui.engine.client", "mixtui.cli.main", "mixtui.planner", "mixtui.tui.app",
     "mixtui.app.settings", "mixtui.app.conversation", "mixtui.families.geometry",
+    "mixtui.app.chat", "mixtui.app.loader", "mixtui.tui.screens.main",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 
