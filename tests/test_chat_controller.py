@@ -54,6 +54,18 @@ def controller():
     chat.close()
 
 
+def test_a_load_starts_a_new_conversation_unless_told_to_keep_it() -> None:
+    controller = ChatController("one", system="w7")
+    first = controller.conversation
+    assert first.system == "w7"
+    generation, old = controller.begin_load("two", system="w9")
+    assert old is None and controller.state is State.LOADING and controller.model == "two"
+    second = controller.conversation
+    assert second is not first and (second.model, second.system) == ("two", "w9")
+    again, _ = controller.begin_load("two", keep_conversation=True)
+    assert again == generation + 1 and controller.conversation is second
+
+
 def test_load_ask_finish(controller: ChatController, tiny_moe_dir: Path) -> None:
     assert controller.state is State.NO_ENGINE and not controller.running
     with pytest.raises(RuntimeError):

@@ -99,8 +99,8 @@ def _start(args: GenerateArgs) -> tuple[ChatController, ModelSpec]:
     if isinstance(outcome, Refused):
         raise ModelTooBig(say(outcome))
     _warn(outcome)
-    chat = ChatController(outcome.spec.key, system=args.system)
-    generation, _ = chat.begin_load(outcome.spec.key)
+    chat = ChatController(outcome.spec.key)
+    generation, _ = chat.begin_load(outcome.spec.key, system=args.system)
     chat.attach(launch(outcome.load(args.max_kv_size, args.experts_per_token)), generation)
     return chat, outcome.spec
 

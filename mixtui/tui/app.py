@@ -220,8 +220,8 @@ class MixtuiApp(App[int]):
             self.screen.action_cancel()  # ends the download first; finished files stay
         elif isinstance(self.screen, ModalScreen):
             self.screen.dismiss(None)
-        elif self.controller.stop():
-            pass
+        elif self.controller.generating:
+            self.controller.stop()  # within a token; what came stays
         elif self.focused is self.main.query_one("#prompt"):
             self.set_focus(None)
         else:

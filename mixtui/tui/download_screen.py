@@ -22,6 +22,7 @@ from mixtui.core.errors import MixtuiError
 from mixtui.core.units import gb
 from mixtui.hub.download import Download, DownloadPlan, Outcome, Progress, eta_text, fetch_summary
 from mixtui.registry.spec import ModelSpec
+from mixtui.tui.wording import say
 
 TICK_S = 0.25
 _MAX_FILES_SHOWN = 12
@@ -76,7 +77,7 @@ class DownloadScreen(ModalScreen[bool]):
             plan = plan_download(self.spec.repo or "", self.spec.revision, tui=True)
             check_disk(plan)
         except MixtuiError as exc:
-            self.app.call_from_thread(self._fail, str(exc))
+            self.app.call_from_thread(self._fail, say(exc))
             return
         except Exception as exc:  # a bug: say so without losing the app
             self.app.call_from_thread(self._fail, f"internal error: {exc!r}; please report it.")
