@@ -9,8 +9,10 @@ answer streams they catch up ten times a second (`UI_TICK_S`), never once per to
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from textual import on
@@ -34,6 +36,7 @@ from mixtui.tui.messages import (
     EngineFinished,
     EngineGone,
     EngineLoading,
+    EngineMessage,
     EngineReady,
     TokensArrived,
 )
@@ -50,6 +53,24 @@ if TYPE_CHECKING:
 BAR_SLOTS = 5  # models on the number keys
 UI_TICK_S = 0.1  # how often streaming tokens reach the widgets
 NARROW = 130  # below this many columns routing and stats share one narrower column
+
+M = TypeVar("M", bound=EngineMessage)
+
+
+def _shielded(handler: Callable[[MainScreen, M], None]) -> Callable[[MainScreen, M], None]:
+    """A bug while showing an engine event must not take the app (and the conversation)
+    down: it is logged and said in the chat instead."""
+    @functools.wraps(handler)
+    def run(screen: MainScreen, message: M) -> None:
+        try:
+            handler(screen, message)
+        except Exception as exc:
+            event = getattr(message, "event", None)
+            name = type(event).__name__ if event is not None else "Tokens"
+            screen.log.error(f"handling {name}: {exc!r}")
+            screen.notice(f"internal error while showing {name}: {exc!r}; please report it "
+                          "(the conversation is kept).")
+    return run
 
 
 class MainScreen(Screen[None]):
@@ -235,12 +256,14 @@ class MainScreen(Screen[None]):
 
     # -- engine messages ---------------------------------------------------------------------
     @on(EngineLoading)
+    @_shielded
     def _loading(self, message: EngineLoading) -> None:
         if self.controller.handle(message.event, message.generation) is not None:
             event = message.event
             self.status(f"{event.stage} {event.done}/{event.total}")
 
     @on(EngineReady)
+    @_shielded
     def _ready(self, message: EngineReady) -> None:
         change = self.controller.handle(message.event, message.generation)
         if change is None:
@@ -260,6 +283,7 @@ class MainScreen(Screen[None]):
             self.send(change.send)
 
     @on(TokensArrived)
+    @_shielded
     def _tokens(self, message: TokensArrived) -> None:
         self._drain()
 
@@ -271,6 +295,7 @@ class MainScreen(Screen[None]):
                 self._take(change.tokens)
 
     @on(EngineFinished)
+    @_shielded
     def _finished(self, message: EngineFinished) -> None:
         self._drain()  # tokens still waiting come first
         change = self.controller.handle(message.event, message.generation)
@@ -297,6 +322,7 @@ class MainScreen(Screen[None]):
         self._after_answer()
 
     @on(EngineFailed)
+    @_shielded
     def _failed(self, message: EngineFailed) -> None:
         self._drain()
         change = self.controller.handle(message.event, message.generation)
@@ -311,6 +337,7 @@ class MainScreen(Screen[None]):
         self._after_answer()
 
     @on(EngineGone)
+    @_shielded
     def _gone(self, message: EngineGone) -> None:
         self._drain()
         change = self.controller.handle(message.event, message.generation)
