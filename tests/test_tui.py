@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from mixtui.app.chat import State
 from mixtui.app.trace import read_trace
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
@@ -285,6 +286,7 @@ async def test_fault_16_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Pat
         await wait_for(pilot, lambda: app.engine is None, timeout=5.0)
         assert any("exited (code -9)" in n and "press r" in n.lower() for n in notices(app))
         assert "code -9" in text_of(app.query_one("#model-bar"))
+        assert app.main.engine_state is State.EXITED and not app.controller.running
         turns = list(app.conversation.turns)
         assert [r for r, _ in turns] == ["user", "assistant"]  # the partial answer stays
         history = list(app.conversation.ids)
@@ -294,6 +296,7 @@ async def test_fault_16_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Pat
         await pilot.press("r")
         await ready(pilot, app)
         assert app.conversation.turns == turns
+        assert app.main.engine_state is State.IDLE
         assert strip.token_count == len(history)
         app.settings.sampling = Sampling(temperature=0.0, max_tokens=3)
         await ask(pilot, app, "w8")

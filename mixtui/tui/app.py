@@ -221,7 +221,7 @@ class MixtuiApp(App[int]):
         elif isinstance(self.screen, ModalScreen):
             self.screen.dismiss(None)
         elif self.controller.generating:
-            self.controller.stop()  # within a token; what came stays
+            self.main.stop_answer()
         elif self.focused is self.main.query_one("#prompt"):
             self.set_focus(None)
         else:

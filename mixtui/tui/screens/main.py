@@ -18,10 +18,11 @@ import numpy as np
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from mixtui.app.chat import Change, ChatController, State
+from mixtui.app.chat import ENGINELESS, Change, ChatController, State
 from mixtui.app.conversation import Conversation
 from mixtui.app.loader import OfferDownload, Refused, Start, Unavailable, decide, is_here
 from mixtui.core.errors import MixtuiError, RegistryError
@@ -64,6 +65,7 @@ def _shielded(handler: Callable[[MainScreen, M], None]) -> Callable[[MainScreen,
     def run(screen: MainScreen, message: M) -> None:
         try:
             handler(screen, message)
+            screen.engine_state = screen.controller.state
         except Exception as exc:
             event = getattr(message, "event", None)
             name = type(event).__name__ if event is not None else "Tokens"
@@ -77,6 +79,8 @@ class MainScreen(Screen[None]):
     """Model bar, chat, token strip, routing heatmaps and speed/memory figures."""
 
     app: MixtuiApp
+    # The controller's state as the views last saw it (set after every change of it).
+    engine_state: var[State] = var(State.NO_ENGINE, init=False, always_update=True)
 
     def __init__(self, chat: ChatController) -> None:
         super().__init__()
@@ -208,10 +212,10 @@ class MainScreen(Screen[None]):
         self.spec = outcome.spec
         generation, old = chat.begin_load(outcome.spec.key, keep_conversation,
                                           system=self.app.settings.system_prompt or None)
+        self.engine_state = chat.state
         if not keep_conversation:
             self.rebuild_views()
         self.status("starting the engine…")
-        self.query_one(StatsPanel).set_engine_pid(None)
         settings = self.app.settings
         self.app.start_engine(old, outcome.load(settings.max_kv_size,
                                                 settings.experts_per_token.get(outcome.spec.key)),
@@ -225,6 +229,10 @@ class MainScreen(Screen[None]):
                 self.load_model(spec.key, keep_conversation, offer_download=False)
 
         self.app.push_screen(DownloadScreen(spec), done)
+
+    def watch_engine_state(self, state: State) -> None:
+        if state is State.LOADING or state in ENGINELESS:  # no engine process (yet)
+            self.query_one(StatsPanel).set_engine_pid(None)
 
     def engine_started(self, pid: int | None) -> None:
         self.query_one(StatsPanel).set_engine_pid(pid)
@@ -241,12 +249,17 @@ class MainScreen(Screen[None]):
             return
         if chat.generating:
             self._pending_switch = key  # once the answer has stopped
-            chat.stop()
+            self.stop_answer()
             self.notice(f"Stopping the answer, then switching to {key}.")
             return
         self.load_model(key)
         if self.spec is not None and self.spec.key == key:
             self.notice(f"Switching to {self.spec.name}: a new conversation.")
+
+    def stop_answer(self) -> None:
+        """Stop the answer within a token; what came stays."""
+        self.controller.stop()
+        self.engine_state = self.controller.state
 
     def reload(self) -> None:
         if self.controller.running:
@@ -330,7 +343,6 @@ class MainScreen(Screen[None]):
             return
         self.flush()
         if change.load_failed:
-            self.query_one(StatsPanel).set_engine_pid(None)
             self.status("not loaded · r retries, 1-5 pick a model")
         self._show_ended(change)
         self.notice(say(message.event))
@@ -345,7 +357,6 @@ class MainScreen(Screen[None]):
             return
         self.flush()
         self._show_ended(change)
-        self.query_one(StatsPanel).set_engine_pid(None)
         self.notice(say(message.event))
         self.status(f"engine exited (code {message.event.code}) · r reloads")
         self._after_answer()
@@ -402,6 +413,7 @@ class MainScreen(Screen[None]):
         self._turn = len(chat.conversation.stats)  # the answer about to arrive
         request = chat.ask(text, self.app.settings.sampling,
                            completion=self.spec is not None and self.spec.kind == "base")
+        self.engine_state = chat.state
         self.chat.add("user", request.messages[-1][1].strip())
         self._answer = self.chat.add("answer")
         self._answer_shown = 0
