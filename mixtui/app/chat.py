@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from enum import Enum
 
+import psutil
+
 from mixtui.app.conversation import Conversation
 from mixtui.core.types import ModelInfo, Sampling, Stats
 from mixtui.engine.client import EngineProcess
@@ -110,10 +112,8 @@ class ChatController:
         if engine is None or engine.pid is None or engine.exited is not None:
             return 0
         try:
-            import psutil  # deferred: only needed when a model is switched
-
             return int(psutil.Process(engine.pid).memory_info().rss)
-        except Exception:  # gone already: nothing to give back
+        except (psutil.Error, OSError):  # gone already: nothing to give back
             return 0
 
     # -- the engine ----------------------------------------------------------------------------
