@@ -516,3 +516,12 @@ def test_a_screenshot_goes_to_the_config_folder_where_the_cwd_is_read_only(
     monkeypatch.setattr(actions.os, "access", lambda path, mode: (
         False if Path(path) == tmp_path else real_access(path, mode)))
     assert actions.screenshot_dir() == isolated_config_dir
+
+
+async def test_a_broken_settings_file_is_said_at_start(isolated_config_dir: Path) -> None:
+    (isolated_config_dir / "settings.json").write_text("{broken")
+    app = MixtuiApp("nano")
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)  # on the default settings
+        said = [n for n in notices(app) if "settings.json is not valid JSON" in n]
+        assert len(said) == 1 and "default settings are in use" in said[0]

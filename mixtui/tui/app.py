@@ -81,7 +81,7 @@ class MixtuiApp(App[int]):
         self.settings = settings
         if sampling is not None:
             self.settings.sampling = sampling
-        self._startup_warning = warning
+        self.startup_warning = warning  # settings.json could not be used: said at start
         name = model or self.settings.last_model or "nano"
         self._first_model = name
         self._model_from_settings = model is None and name != "nano"
@@ -106,8 +106,6 @@ class MixtuiApp(App[int]):
 
     def on_mount(self) -> None:
         _lower_ui_thread_priority()
-        if self._startup_warning:
-            self.notice(self._startup_warning)
         report = os.environ.get("MIXTUI_FIRST_FRAME_FILE")  # benchmarks/startup.py
         if report:
             self.call_after_refresh(self._report_first_frame, report)

@@ -123,6 +123,8 @@ class MainScreen(Screen[None]):
         self.query_one(TokenStrip).colouring = self.app.settings.expert_colouring
         self.query_one(Input).focus()
         self.apply_width(self.app.size.width)
+        if self.app.startup_warning:
+            self.notice(self.app.startup_warning)
         self.set_interval(UI_TICK_S, self.flush)
 
     def apply_width(self, width: int) -> None:
