@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 
+from mixtui.app.chat import Change
 from mixtui.core.types import Sampling
-from mixtui.engine.messages import Tokens
+from mixtui.engine.messages import Event
 
 PROMPT = "It is a truth universally acknowledged"
 
@@ -43,14 +44,16 @@ async def tui(model: str, max_tokens: int) -> tuple[float, float, int]:
 
     app = MixtuiApp(model, Sampling(temperature=0.0, max_tokens=max_tokens), persist=False)
     seen: list[tuple[float, int]] = []  # (time, generated tokens so far) at each UI update
-    original = app._take_tokens
+    original = app.controller.handle
 
-    def watch(event: Tokens) -> None:
-        original(event)
-        if event.phase == "generate":
-            seen.append((time.perf_counter(), event.start + len(event.ids)))
+    def watch(event: Event, generation: int | None = None) -> Change | None:
+        change = original(event, generation)  # the UI thread folds the tokens in here
+        if change is not None and change.tokens is not None \
+                and change.tokens.phase == "generate":
+            seen.append((time.perf_counter(), app.controller.generated))
+        return change
 
-    app._take_tokens = watch  # type: ignore[method-assign]
+    app.controller.handle = watch  # type: ignore[method-assign]
     async with app.run_test(size=(140, 45)) as pilot:
         while app.info is None:
             await pilot.pause(0.05)

@@ -31,6 +31,7 @@ NO_MLX = [
     # the families' pure parts (their <family>_hooks modules are the ones that import MLX)
     "mixtui.families", "mixtui.families.base", "mixtui.families.dense", "mixtui.families.mixtral",
     "mixtui.families.qwen3_moe", "mixtui.registry.spec", "mixtui.registry.loader",
+    "mixtui.app.chat", "mixtui.app.loader", "mixtui.tui.screens.main",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 

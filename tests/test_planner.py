@@ -273,7 +273,8 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A tiny model with a huge context (KV cache 5 GB) and a 1 GB budget: refused with the
     numbers and exit code 2 before any engine process starts; with --force it runs."""
-    from mixtui.cli import generate, main
+    from mixtui.app import loader
+    from mixtui.cli import main
 
     spec = resolve(str(tiny_moe_dir))
     fit = plan(spec, context=HUGE_CONTEXT, budget=budget("1GB"))
@@ -283,7 +284,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
 
     # In-process: an engine started at all would fail the test.
     started: list[object] = []
-    monkeypatch.setattr(generate, "EngineProcess", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(loader, "EngineProcess", lambda *a, **k: started.append(a))
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "1GB")
     assert main.main(args) == ModelTooBig.exit_code == 2
     assert started == []
@@ -349,6 +350,7 @@ async def test_tui_refusal_and_bar_share_the_fit_and_force_loads(
         tiny_moe_dir: Path, monkeypatch: pytest.MonkeyPatch, empty_hf_cache: Path) -> None:
     from mixtui.tui.app import MixtuiApp
     from mixtui.tui.widgets.model_bar import ModelBar
+    from mixtui.tui.wording import say
 
     async def wait_for(pilot: Pilot, condition: Callable[[], bool],
                        timeout: float = 30.0) -> None:
@@ -364,13 +366,13 @@ async def test_tui_refusal_and_bar_share_the_fit_and_force_loads(
         assert app.engine is None
         refusal = app.chat.texts("notice")[0]
         fit: Fit = plan(resolve(str(tiny_moe_dir)), context=app.settings.max_kv_size)
-        assert refusal == app._fit_text(fit)
+        assert refusal == say(fit)
         assert refusal.endswith("; `mixtui --force` loads it anyway.")
         entries = {e.key: e for e in app.query_one(ModelBar).entries}
         big = entries["mixtral-8x7b-instruct"]
         assert big.state == "does not fit"
-        assert big.fit_reason == app._fit_text(plan(load_registry()["mixtral-8x7b-instruct"],
-                                                    context=app.settings.max_kv_size))
+        assert big.fit_reason == say(plan(load_registry()["mixtral-8x7b-instruct"],
+                                          context=app.settings.max_kv_size))
         assert "does not fit: it needs 29.4 GB" in big.fit_reason
 
     app = MixtuiApp(str(tiny_moe_dir), force=True)

@@ -68,8 +68,7 @@ def snapshot_app(tiny_moe_dir: Path, moe_config: dict, isolated_config_dir: Path
     async def run_before(pilot: Pilot) -> None:
         while app.info is None:
             await pilot.pause(0.05)
-        app.conversation = Conversation.load(fixed_conversation(saved, app.info))
-        app._show_conversation()
+        app.main.show_conversation(Conversation.load(fixed_conversation(saved, app.info)))
         app.set_focus(None)
         await pilot.pause(0.2)
 

@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from mixtui.app.chat import State
 from mixtui.app.trace import read_trace
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
@@ -67,6 +68,18 @@ async def ask(pilot: Pilot, app: MixtuiApp, prompt: str) -> None:
     await pilot.press("enter")
 
 
+@pytest.fixture
+async def answered(tiny_moe_dir: Path):
+    """The app on the tiny MoE model at 140x45: ready, "w5 w6 w7" asked, the answer (8
+    tokens, greedy) finished. Yields (app, pilot)."""
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=8))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        await ask(pilot, app, "w5 w6 w7")
+        await wait_for(pilot, lambda: app.last_finish_reason is not None)
+        yield app, pilot
+
+
 # -- chat, routing, stats --------------------------------------------------------------------
 async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None:
     app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=24))
@@ -92,8 +105,12 @@ async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None
         assert "layer L0" in text_of(strip)
         panel = "\n".join(text_of(w) for w in app.query_one("#stats").query(Static))
         assert "TTFT" in panel and "tok/s" in panel
-        assert app._conv_counts is not None
-        assert app._conv_counts.sum() == len(conversation) * 2 * 2  # tokens x layers x k
+        shares = app.query_one(RoutingHeatmap).shares
+        assert shares is not None
+        turn, whole = shares
+        assert whole.sum() == len(conversation) * 2 * 2  # tokens x layers x k
+        assert (whole == conversation.counts()).all()
+        assert (turn == conversation.counts(request=0)).all()
 
 
 async def test_escape_stops_generation_and_keeps_partial_answer(tiny_moe_dir: Path) -> None:
@@ -101,7 +118,7 @@ async def test_escape_stops_generation_and_keeps_partial_answer(tiny_moe_dir: Pa
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         await ask(pilot, app, "w5 w6 w7 w8 w9 w10 w11 w12")
-        await wait_for(pilot, lambda: app._answer_text != "")
+        await wait_for(pilot, lambda: app.controller.answer_text != "")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.generating, timeout=2.0)
         assert app.last_finish_reason == "cancelled"
@@ -116,58 +133,54 @@ async def test_escape_stops_generation_and_keeps_partial_answer(tiny_moe_dir: Pa
 
 
 # -- keys ------------------------------------------------------------------------------------
-async def test_single_keys_act_only_outside_the_input(tiny_moe_dir: Path,
-                                                      isolated_config_dir: Path) -> None:
-    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=8))
-    async with app.run_test(size=(140, 45)) as pilot:
-        await ready(pilot, app)
-        await ask(pilot, app, "w5 w6")
-        await wait_for(pilot, lambda: app.last_finish_reason is not None)
-        prompt = app.query_one("#prompt", Input)
-        strip = app.query_one(TokenStrip)
-        # in the input, keys are text
-        await pilot.press("e", "1", "right_square_bracket")
-        assert prompt.value == "e1]" and strip.colouring is True and strip.layer_index == 0
-        prompt.value = ""
-        await pilot.press("escape")  # idle: leaves the input
-        assert app.focused is not prompt
-        await pilot.press("right_square_bracket")
-        assert strip.layer_index == 1 and "layer L1" in text_of(strip)
-        await pilot.press("right_square_bracket")  # clamped at the last MoE layer
-        assert strip.layer_index == 1
-        await pilot.press("left_square_bracket")
-        assert strip.layer_index == 0
-        await pilot.press("e")
-        assert strip.colouring is False
-        saved = json.loads((isolated_config_dir / "settings.json").read_text())
-        assert saved["expert_colouring"] is False
-        await pilot.press("e")
-        assert strip.colouring is True
-        # the token cursor shows that token's routing
-        await pilot.press("t")
-        assert app.focused is strip
-        await pilot.press("home")
-        assert strip.cursor == 0
-        first = app.conversation.token(0).text
-        assert repr(first)[1:-1][:6] in text_of(app.query_one(RoutingHeatmap))
-        await pilot.press("right")
-        assert strip.cursor == 1
-        await pilot.press("end")
-        assert strip.cursor == len(app.conversation) - 1
-        await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        help_text = text_of(app.screen.query_one("#help-keys"))
-        for key in ("Esc", "ctrl+q", "ctrl+p", "[  ]", "1 … 5", "e", "?"):
-            assert key in help_text
-        await pilot.press("1")  # single keys do nothing under a dialog
-        assert isinstance(app.screen, HelpScreen) and app.engine is not None
-        await pilot.press("escape")
-        assert not isinstance(app.screen, HelpScreen)
-        await pilot.press("i")
-        assert app.focused is prompt
-        await pilot.press("escape")
-        await pilot.press("enter")
-        assert app.focused is prompt
+async def test_single_keys_act_only_outside_the_input(answered, isolated_config_dir: Path
+                                                      ) -> None:
+    app, pilot = answered
+    prompt = app.query_one("#prompt", Input)
+    strip = app.query_one(TokenStrip)
+    # in the input, keys are text
+    await pilot.press("e", "1", "right_square_bracket")
+    assert prompt.value == "e1]" and strip.colouring is True and strip.layer_index == 0
+    prompt.value = ""
+    await pilot.press("escape")  # idle: leaves the input
+    assert app.focused is not prompt
+    await pilot.press("right_square_bracket")
+    assert strip.layer_index == 1 and "layer L1" in text_of(strip)
+    await pilot.press("right_square_bracket")  # clamped at the last MoE layer
+    assert strip.layer_index == 1
+    await pilot.press("left_square_bracket")
+    assert strip.layer_index == 0
+    await pilot.press("e")
+    assert strip.colouring is False
+    saved = json.loads((isolated_config_dir / "settings.json").read_text())
+    assert saved["expert_colouring"] is False
+    await pilot.press("e")
+    assert strip.colouring is True
+    # the token cursor shows that token's routing
+    await pilot.press("t")
+    assert app.focused is strip
+    await pilot.press("home")
+    assert strip.cursor == 0
+    first = app.conversation.token(0).text
+    assert repr(first)[1:-1][:6] in text_of(app.query_one(RoutingHeatmap))
+    await pilot.press("right")
+    assert strip.cursor == 1
+    await pilot.press("end")
+    assert strip.cursor == len(app.conversation) - 1
+    await pilot.press("question_mark")
+    assert isinstance(app.screen, HelpScreen)
+    help_text = text_of(app.screen.query_one("#help-keys"))
+    for key in ("Esc", "ctrl+q", "ctrl+p", "[  ]", "1 … 5", "e", "?"):
+        assert key in help_text
+    await pilot.press("1")  # single keys do nothing under a dialog
+    assert isinstance(app.screen, HelpScreen) and app.engine is not None
+    await pilot.press("escape")
+    assert not isinstance(app.screen, HelpScreen)
+    await pilot.press("i")
+    assert app.focused is prompt
+    await pilot.press("escape")
+    await pilot.press("enter")
+    assert app.focused is prompt
 
 
 async def test_fault_19_ctrl_q_during_an_answer_quits_and_ends_the_engine(
@@ -176,7 +189,7 @@ async def test_fault_19_ctrl_q_during_an_answer_quits_and_ends_the_engine(
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
         await ask(pilot, app, "w5 w6")
-        await wait_for(pilot, lambda: app._answer_text != "")
+        await wait_for(pilot, lambda: app.controller.answer_text != "")
         engine = app.engine
         assert engine is not None
         started = time.monotonic()
@@ -203,13 +216,16 @@ async def test_switching_models_ends_the_old_engine(tiny_moe_dir: Path, tiny_den
         assert "bundled" in bar and "on disk" in bar and "not here" in bar
         # while answering, a model key stops the answer first, then switches
         await ask(pilot, app, "w5 w6 w7")
-        await wait_for(pilot, lambda: app._answer_text != "")
+        await wait_for(pilot, lambda: app.controller.answer_text != "")
         old = app.engine
         assert old is not None
         await pilot.press("escape")  # stops
         await wait_for(pilot, lambda: not app.generating, timeout=2.0)
         await pilot.press("escape")  # leaves the input
         await pilot.press("2")
+        # the chat shows only the new conversation (the old one used to stay above)
+        assert app.chat.texts("user") == [] and app.chat.texts("answer") == []
+        assert notices(app) == ["Switching to Tiny dense: a new conversation."]
         await wait_for(pilot, lambda: app.info is not None and not app.info.is_moe)
         assert app.engine is not old
         await wait_for(pilot, lambda: not old.process.is_alive(), timeout=5.0)
@@ -239,7 +255,7 @@ async def test_switch_while_generating_stops_then_switches(tiny_moe_dir: Path,
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         await ask(pilot, app, "w5 w6 w7")
-        await wait_for(pilot, lambda: app._answer_text != "")
+        await wait_for(pilot, lambda: app.controller.answer_text != "")
         app.set_focus(None)
         await pilot.press("2")  # no Esc first: the switch stops the answer itself
         await wait_for(pilot, lambda: app.info is not None and not app.info.is_moe)
@@ -264,22 +280,37 @@ async def test_fault_16_killed_engine_is_reported_and_reloaded(tiny_moe_dir: Pat
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         await ask(pilot, app, "w5 w6 w7")
-        await wait_for(pilot, lambda: app._answer_text != "")
+        await wait_for(pilot, lambda: app.controller.answer_text != "")
         assert app.engine is not None and app.engine.pid is not None
         os.kill(app.engine.pid, signal.SIGKILL)
         await wait_for(pilot, lambda: app.engine is None, timeout=5.0)
         assert any("exited (code -9)" in n and "press r" in n.lower() for n in notices(app))
         assert "code -9" in text_of(app.query_one("#model-bar"))
+        assert app.main.engine_state is State.EXITED and not app.controller.running
         turns = list(app.conversation.turns)
         assert [r for r, _ in turns] == ["user", "assistant"]  # the partial answer stays
+        history = list(app.conversation.ids)
+        strip = app.query_one(TokenStrip)
+        assert strip.token_count == len(history)
         app.set_focus(None)
         await pilot.press("r")
         await ready(pilot, app)
         assert app.conversation.turns == turns
+        assert app.main.engine_state is State.IDLE
+        assert strip.token_count == len(history)
         app.settings.sampling = Sampling(temperature=0.0, max_tokens=3)
         await ask(pilot, app, "w8")
         await wait_for(pilot, lambda: app.last_finish_reason == "length")
-        assert len(app.conversation.turns) == 4
+        conversation = app.conversation
+        assert len(conversation.turns) == 4
+        # The new engine ran the whole history again as prompt tokens: the log (and so the
+        # strip) holds it once, followed by the new turn's tokens only.
+        stats = conversation.stats[-1]
+        start, stop = conversation.request_range(1)
+        assert start == len(history) and list(conversation.ids[:start]) == history
+        assert stats.prompt_tokens > len(history) > conversation.phases[start:stop].count("prompt")
+        assert conversation.phases[start:stop].count("generate") == 3
+        assert strip.token_count == len(conversation)
 
 
 # -- palette actions and dialogs -------------------------------------------------------------
@@ -347,51 +378,47 @@ async def test_dialogs_set_system_prompt_sampling_and_experts(tiny_moe_dir: Path
     assert again.settings.sampling.max_tokens == 5 and again.settings.system_prompt == "Be brief."
 
 
-async def test_save_load_and_export(tiny_moe_dir: Path, tmp_path: Path) -> None:
-    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=6))
-    async with app.run_test(size=(140, 45)) as pilot:
-        await ready(pilot, app)
-        await ask(pilot, app, "w5 w6 w7")
-        await wait_for(pilot, lambda: app.last_finish_reason is not None)
-        before = app.conversation
-        saved = tmp_path / "talk.json"
-        app.action_save_conversation()
-        await pilot.pause(0.1)
-        app.screen.query_one(Input).value = str(saved)
-        await pilot.press("enter")
-        assert saved.is_file()
-        trace = tmp_path / "talk.jsonl"
-        app.action_export_trace()
-        await pilot.pause(0.1)
-        app.screen.query_one(Input).value = str(trace)
-        await pilot.press("enter")
-        header, tokens, summary = read_trace(trace)
-        assert header["num_experts"] == 8 and len(tokens) == len(before)
-        assert summary is not None and summary["text"] == before.turns[-1][1]
-        app.action_clear()
-        await pilot.pause(0.1)
-        assert len(app.conversation) == 0 and not app.chat.texts("user")
-        app.action_load_conversation()
-        await pilot.pause(0.1)
-        app.screen.query_one(Input).value = str(saved)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
-        after = app.conversation
-        assert after.turns == before.turns and len(after) == len(before)
-        a, b = after.routing(), before.routing()
-        assert a is not None and b is not None and (a.probs == b.probs).all()
-        assert len(app.chat.texts("user")) == 1
-        assert app.query_one(TokenStrip).token_count == len(before)
-        # a file that is not a conversation: one sentence, nothing lost
-        bad = tmp_path / "bad.json"
-        bad.write_text("{}")
-        app.action_load_conversation()
-        await pilot.pause(0.1)
-        app.screen.query_one(Input).value = str(bad)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
-        assert any(n.startswith("Not loaded:") for n in notices(app))
-        assert app.conversation is after
+async def test_save_load_and_export(answered, tmp_path: Path) -> None:
+    app, pilot = answered
+    before = app.conversation
+    saved = tmp_path / "talk.json"
+    app.action_save_conversation()
+    await pilot.pause(0.1)
+    app.screen.query_one(Input).value = str(saved)
+    await pilot.press("enter")
+    assert saved.is_file()
+    trace = tmp_path / "talk.jsonl"
+    app.action_export_trace()
+    await pilot.pause(0.1)
+    app.screen.query_one(Input).value = str(trace)
+    await pilot.press("enter")
+    header, tokens, summary = read_trace(trace)
+    assert header["num_experts"] == 8 and len(tokens) == len(before)
+    assert summary is not None and summary["text"] == before.turns[-1][1]
+    app.action_clear()
+    await pilot.pause(0.1)
+    assert len(app.conversation) == 0 and not app.chat.texts("user")
+    app.action_load_conversation()
+    await pilot.pause(0.1)
+    app.screen.query_one(Input).value = str(saved)
+    await pilot.press("enter")
+    await pilot.pause(0.1)
+    after = app.conversation
+    assert after.turns == before.turns and len(after) == len(before)
+    a, b = after.routing(), before.routing()
+    assert a is not None and b is not None and (a.probs == b.probs).all()
+    assert len(app.chat.texts("user")) == 1
+    assert app.query_one(TokenStrip).token_count == len(before)
+    # a file that is not a conversation: one sentence, nothing lost
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    app.action_load_conversation()
+    await pilot.pause(0.1)
+    app.screen.query_one(Input).value = str(bad)
+    await pilot.press("enter")
+    await pilot.pause(0.1)
+    assert any(n.startswith("Not loaded:") for n in notices(app))
+    assert app.conversation is after
 
 
 async def test_small_terminal_and_resizes(tiny_moe_dir: Path) -> None:
@@ -423,7 +450,6 @@ async def test_fault_17_a_conversation_longer_than_the_context_keeps_everything(
         turns = list(app.conversation.turns)
         assert len(turns) == 2
         long = " ".join(f"w{i % 50 + 5}" for i in range(40))
-        app.last_finish_reason = None
         await ask(pilot, app, long)
         await wait_for(pilot, lambda: any("but the context holds 24" in n for n in notices(app)))
         await wait_for(pilot, lambda: not app.generating)
@@ -454,9 +480,48 @@ async def test_fault_14_a_merged_system_prompt_is_said_once(tiny_moe_dir: Path) 
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         for prompt in ("w5", "w6"):
-            app.last_finish_reason = None
             await ask(pilot, app, prompt)
             await wait_for(pilot, lambda: app.last_finish_reason is not None)
         said = [n for n in notices(app) if "has no system role" in n]
         assert len(said) == 1
         assert all(s.system_merged for s in app.conversation.stats)
+
+
+# -- defects ---------------------------------------------------------------------------------
+async def test_the_palettes_screenshot_is_saved_here_and_said(answered, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    app, pilot = answered
+    monkeypatch.chdir(tmp_path)
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.2)
+    await pilot.press(*"Screenshot")
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: any(n.startswith("Screenshot") for n in notices(app)),
+                   timeout=5.0)
+    shots = list(tmp_path.glob("*.svg"))
+    assert len(shots) == 1 and "<svg" in shots[0].read_text()
+    assert notices(app)[-1] == f"Screenshot saved to {shots[0]}."
+
+
+def test_a_screenshot_goes_to_the_config_folder_where_the_cwd_is_read_only(
+        tmp_path: Path, isolated_config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixtui.tui import actions
+
+    monkeypatch.chdir(tmp_path)
+    assert actions.screenshot_dir() == tmp_path
+    real_access = os.access
+    # root may write anywhere, so the read-only folder is the answer os.access gives
+    monkeypatch.setattr(actions.os, "access", lambda path, mode: (
+        False if Path(path) == tmp_path else real_access(path, mode)))
+    assert actions.screenshot_dir() == isolated_config_dir
+
+
+async def test_a_broken_settings_file_is_said_at_start(isolated_config_dir: Path) -> None:
+    (isolated_config_dir / "settings.json").write_text("{broken")
+    app = MixtuiApp("nano")
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)  # on the default settings
+        said = [n for n in notices(app) if "settings.json is not valid JSON" in n]
+        assert len(said) == 1 and "default settings are in use" in said[0]

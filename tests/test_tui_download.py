@@ -16,6 +16,8 @@ import pytest
 from conftest import model_repo_files
 from mockhub import MockHub
 from test_tui import notices, process_gone, ready, text_of, wait_for
+from textual.message import Message
+from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Static
 
@@ -85,7 +87,13 @@ async def test_esc_cancels_the_download_within_2s_and_keeps_the_conversation(
         hub: MockHub, tiny_moe_dir: Path, tmp_path: Path) -> None:
     hub.throttle(20_000)  # the weights would take minutes
     app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=4))
-    async with app.run_test(size=(140, 45)) as pilot:
+    toasts: list[str] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            toasts.append(message.notification.message)
+
+    async with app.run_test(size=(140, 45), message_hook=hook) as pilot:
         await ready(pilot, app)
         engine = app.engine
         screen = await start_download(pilot, app)
@@ -100,7 +108,7 @@ async def test_esc_cancels_the_download_within_2s_and_keeps_the_conversation(
         assert not partials(tmp_path / "hf-home" / "hub")
         assert app.engine is engine and app.info is not None and app.info.is_moe
         await pilot.pause(0.2)
-        assert any("Download cancelled" in n.message for n in app._notifications)
+        assert any("Download cancelled" in n for n in toasts)
 
 
 async def test_fault_19_quitting_during_a_download_exits_within_2s(

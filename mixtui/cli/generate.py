@@ -1,4 +1,7 @@
-"""`mixtui generate`: one prompt through the engine process, text to stdout, optional trace."""
+"""`mixtui generate`: one prompt through the engine process, text to stdout, optional trace.
+
+A thin view on the loader policy (`app/loader.py`) and the chat controller (`app/chat.py`).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixtui.app.chat import ChatController
+from mixtui.app.loader import OfferDownload, Refused, Start, Unavailable, decide, launch
+from mixtui.app.trace import TraceWriter
+from mixtui.cli.wording import say
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling
-from mixtui.engine.client import EngineProcess
-from mixtui.engine.messages import (
-    EngineExited,
-    Failed,
-    Finished,
-    Generate,
-    Load,
-    Loading,
-    Ready,
-    Tokens,
-)
-from mixtui.registry.local import require_local, resolve
+from mixtui.engine.messages import EngineExited, Failed, Finished, Loading, Ready, Tokens
+from mixtui.planner import plan
 from mixtui.registry.spec import ModelSpec
 
 SYSTEM_MERGED = ("mixtui: note: this model's chat template has no system role, so the system "
@@ -82,74 +79,86 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
 def check_fit(spec: ModelSpec, context: int, force: bool) -> None:
     """Before any engine process: refuse a model that does not fit (exit code 2) unless
     `force`; warn, on one stderr line, when it is tight or forced."""
-    from mixtui.planner import plan
-
     fit = plan(spec, context=context)
     if fit.verdict == "does-not-fit" and not force:
         raise fit.error()
-    if fit.verdict == "does-not-fit":
-        print(f"mixtui: warning: {fit.reason[:-1]}; loading it anyway (--force).",
-              file=sys.stderr)
-    elif fit.verdict == "tight":
-        print(f"mixtui: warning: {fit.reason}", file=sys.stderr)
+    if fit.verdict != "fits":
+        _warn(Start(spec, Path(), fit))
 
 
+def _warn(start: Start) -> None:
+    if start.warn:
+        print(f"mixtui: {say(start)}", file=sys.stderr)
 
 
-def _exited(event: EngineExited) -> str:
-    return f"{event.description}; run the command again."
+def _start(args: GenerateArgs) -> tuple[ChatController, ModelSpec]:
+    """The loader policy's outcome as the CLI acts on it: refused or unavailable → the
+    error (exit code 2); otherwise a controller with the engine loading."""
+    outcome = decide(args.model, context=args.max_kv_size, force=args.force,
+                     offer_download=False, check=lambda spec: check_args(args, spec))
+    if isinstance(outcome, Unavailable | OfferDownload):
+        raise outcome.error
+    if isinstance(outcome, Refused):
+        raise outcome.fit.error()
+    _warn(outcome)
+    chat = ChatController(outcome.spec.key)
+    generation, _ = chat.begin_load(outcome.spec.key, system=args.system)
+    chat.attach(launch(outcome.load(args.max_kv_size, args.experts_per_token)), generation)
+    return chat, outcome.spec
 
 
-def _wait_ready(engine: EngineProcess, progress: bool) -> ModelInfo:
-    for event in engine.events():
+def _failure(event: Failed | EngineExited) -> MixtuiError:
+    if isinstance(event, EngineExited):
+        return MixtuiError(say(event), code="engine-exited", facts={"engine_exit": event.code})
+    return event.error()
+
+
+def _wait_ready(chat: ChatController, progress: bool) -> ModelInfo:
+    assert chat.engine is not None
+    for event in chat.engine.events():
+        change = chat.handle(event)
         if isinstance(event, Loading) and progress:
             print(f"\r{event.stage} {event.done}/{event.total}", end="", file=sys.stderr)
-        elif isinstance(event, Ready):
+        elif isinstance(event, Ready) and chat.info is not None:
             if progress:
                 print("\r\033[K", end="", file=sys.stderr)
-            return event.info
-        elif isinstance(event, Failed):
-            raise event.error()
-        elif isinstance(event, EngineExited):
-            raise MixtuiError(_exited(event))
+            return chat.info
+        elif isinstance(event, Failed | EngineExited) and change is not None:
+            raise _failure(event)
     raise MixtuiError("The engine stopped answering; run again with --debug.")
 
 
 def run(args: GenerateArgs) -> int:
-    spec = resolve(args.model)
-    check_args(args, spec)
-    check_fit(spec, args.max_kv_size, args.force)
-    path = require_local(spec)
-    engine = EngineProcess()
+    chat, spec = _start(args)
     with ExitStack() as stack:
-        stack.callback(engine.close)
-        engine.send(Load(str(path), spec.key, args.max_kv_size, args.experts_per_token))
-        info = _wait_ready(engine, progress=sys.stderr.isatty() and not args.json)
+        stack.callback(chat.close, 2.0)
+        info = _wait_ready(chat, progress=sys.stderr.isatty() and not args.json)
         trace = None
         if args.trace is not None:
-            from mixtui.app.trace import TraceWriter
-
             try:
                 out = stack.enter_context(args.trace.open("w", encoding="utf-8"))
             except OSError as exc:
                 raise UsageError(f"Cannot write the trace to {args.trace} ({exc.strerror}); "
                                  "choose another file.") from None
             trace = TraceWriter(out, info)
-        request = Generate(
-            request_id=1, messages=(("user", args.prompt),), system=args.system,
-            sampling=Sampling(args.temp, args.top_p, args.top_k, args.min_p, args.seed,
-                              args.max_tokens),
-            capture=args.routing, completion=spec.kind == "base",
-        )
-        engine.send(request)
+        chat.ask(args.prompt, Sampling(args.temp, args.top_p, args.top_k, args.min_p,
+                                       args.seed, args.max_tokens),
+                 completion=spec.kind == "base", capture=args.routing)
         token_ids: list[int] = []
         interrupted = False
+        engine = chat.engine
+        assert engine is not None
         while True:
             try:
                 event = engine.next_event()
             except KeyboardInterrupt:  # stop after the current token; keep what came
-                engine.cancel()
+                chat.stop()
                 interrupted = True
+                continue
+            if event is None:
+                continue
+            change = chat.handle(event)
+            if change is None:
                 continue
             if isinstance(event, Tokens):
                 if trace is not None:
@@ -160,30 +169,31 @@ def run(args: GenerateArgs) -> int:
                         sys.stdout.write("".join(event.texts))
                         sys.stdout.flush()
             elif isinstance(event, Finished):
-                if trace is not None:
-                    trace.summary(event.stats, event.text, token_ids)
-                if args.json:
-                    print(json.dumps({
-                        "model": spec.key, "text": event.text, "token_ids": token_ids,
-                        "prompt_tokens": event.stats.prompt_tokens,
-                        "generation_tokens": event.stats.generation_tokens,
-                        "ttft_s": event.stats.ttft_s, "prompt_tps": event.stats.prompt_tps,
-                        "generation_tps": event.stats.generation_tps,
-                        "peak_memory_bytes": event.stats.peak_memory_bytes,
-                        "finish_reason": event.stats.finish_reason,
-                        "system_merged": event.stats.system_merged,
-                    }))
-                else:
-                    sys.stdout.write("\n")
-                    if event.stats.system_merged:
-                        print(SYSTEM_MERGED, file=sys.stderr)
-                    if event.stats.finish_reason == "context":
-                        print(f"mixtui: note: the answer stopped where the context of "
-                              f"{args.max_kv_size} tokens is full; raise --max-kv-size for a "
-                              "longer one.", file=sys.stderr)
+                _finished(args, spec, event, token_ids, trace)
                 return 130 if interrupted else 0
-            elif isinstance(event, Failed):
-                raise event.error()
-            elif isinstance(event, EngineExited):
-                raise MixtuiError(_exited(event))
-    return 1
+            elif isinstance(event, Failed | EngineExited):
+                raise _failure(event)
+
+
+def _finished(args: GenerateArgs, spec: ModelSpec, event: Finished, token_ids: list[int],
+              trace: TraceWriter | None) -> None:
+    if trace is not None:
+        trace.summary(event.stats, event.text, token_ids)
+    if args.json:
+        print(json.dumps({
+            "model": spec.key, "text": event.text, "token_ids": token_ids,
+            "prompt_tokens": event.stats.prompt_tokens,
+            "generation_tokens": event.stats.generation_tokens,
+            "ttft_s": event.stats.ttft_s, "prompt_tps": event.stats.prompt_tps,
+            "generation_tps": event.stats.generation_tps,
+            "peak_memory_bytes": event.stats.peak_memory_bytes,
+            "finish_reason": event.stats.finish_reason,
+            "system_merged": event.stats.system_merged,
+        }))
+        return
+    sys.stdout.write("\n")
+    if event.stats.system_merged:
+        print(SYSTEM_MERGED, file=sys.stderr)
+    if event.stats.finish_reason == "context":
+        print(f"mixtui: note: the answer stopped where the context of {args.max_kv_size} "
+              "tokens is full; raise --max-kv-size for a longer one.", file=sys.stderr)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class RoutingBatch:
 
     @classmethod
     def empty(cls, moe_layers: int, k: int, num_experts: int) -> RoutingBatch:
+        import numpy as np  # deferred: the UI process needs numpy only once tokens arrive
+
         return cls(np.zeros((0, moe_layers, k), np.int32), np.zeros((0, moe_layers, k), np.float32),
                    np.zeros((0, moe_layers, num_experts), np.float32))
 
@@ -29,6 +33,8 @@ class RoutingBatch:
 
     @staticmethod
     def concat(batches: list[RoutingBatch]) -> RoutingBatch:
+        import numpy as np  # deferred: the UI process needs numpy only once tokens arrive
+
         return RoutingBatch(np.concatenate([b.experts for b in batches]),
                             np.concatenate([b.weights for b in batches]),
                             np.concatenate([b.probs for b in batches]))

@@ -20,7 +20,16 @@ from textual.widgets import ProgressBar, Static
 
 from mixtui.core.errors import MixtuiError
 from mixtui.core.units import gb
-from mixtui.hub.download import Download, DownloadPlan, Outcome, Progress, eta_text, fetch_summary
+from mixtui.hub.download import (
+    Download,
+    DownloadPlan,
+    Outcome,
+    Progress,
+    check_disk,
+    eta_text,
+    fetch_summary,
+    plan_download,
+)
 from mixtui.registry.spec import ModelSpec
 from mixtui.tui.wording import say
 
@@ -71,8 +80,6 @@ class DownloadScreen(ModalScreen[bool]):
     # -- planning (network: off the UI thread) ----------------------------------------------
     @work(thread=True, exclusive=True, group="download-plan", exit_on_error=False)
     def _make_plan(self) -> None:
-        from mixtui.hub.download import check_disk, plan_download
-
         try:
             plan = plan_download(self.spec.repo or "", self.spec.revision)
             check_disk(plan)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -47,8 +48,6 @@ class _Console:
     """Just enough of rich's Console for Text.wrap (no terminal needed)."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-
         self.console = Console(width=10_000, legacy_windows=False, color_system=None)
 
 

@@ -190,6 +190,11 @@ class RoutingHeatmap(Widget):
         self._share_lines = None
         self._changed()
 
+    @property
+    def shares(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The counts `show_shares` last got: (this turn, the conversation), or None."""
+        return self._shares
+
     def show_dense(self, name: str) -> None:
         """Say that the model is dense: no experts, so nothing to map."""
         self._show_text(f"{name} is a dense model: every token uses all of its parameters, "
