@@ -415,6 +415,10 @@ async def test_stats_system_figures_never_raise() -> None:
     panel = StatsPanel(system_interval=None)
     async with Host(panel).run_test(size=(46, 40)) as pilot:
         rows = {line[:10].strip(): line[10:] for line in stats_text(panel)}
+        assert rows["memory"] == rows["swap"] == "—"  # not read before the first frame
+        panel.refresh_system()
+        await pilot.pause()
+        rows = {line[:10].strip(): line[10:] for line in stats_text(panel)}
         assert rows["engine"] == "—"
         assert "%" in rows["memory"] and " / " in rows["swap"]
         panel.set_engine_pid(os.getpid())

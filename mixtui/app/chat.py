@@ -13,8 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from enum import Enum
-
-import psutil
+from typing import TYPE_CHECKING
 
 from mixtui.app.conversation import Conversation
 from mixtui.core.types import ModelInfo, Sampling, Stats
@@ -31,6 +30,11 @@ from mixtui.engine.messages import (
     SetExpertsPerToken,
     Tokens,
 )
+
+if TYPE_CHECKING:
+    import psutil
+else:  # psutil loads when a figure is first read (core/lazy.py)
+    from mixtui.core.lazy import psutil
 
 LIVE_TPS_AFTER_S = 0.2  # a decode speed over a shorter time than this says nothing yet
 

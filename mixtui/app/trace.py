@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from mixtui.core.types import ModelInfo, Stats
 from mixtui.engine.messages import Tokens
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 FORMAT = "mixtui-trace"
 VERSION = 1

@@ -17,7 +17,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +90,9 @@ def _version(root: Path) -> str:
             return match.group(1)
     except OSError:
         pass
+    # deferred: importlib.metadata (with email and zipfile) is needed only here
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("mlx-lm")
     except PackageNotFoundError:

@@ -7,11 +7,16 @@ more with every token. Here each batch is counted once, when it arrives.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mixtui.app.conversation.routing import NO_EXPERT
 from mixtui.app.conversation.tokens import PHASES
 from mixtui.core.types import Phase
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 
 def count_experts(experts: np.ndarray, num_experts: int) -> np.ndarray:

@@ -13,9 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any, TypeGuard
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
 from mixtui.app.conversation.routing import NO_EXPERT, RoutingStore
 from mixtui.app.conversation.tokens import PHASES, ROLES, TokenLog, TurnLog
@@ -23,6 +21,11 @@ from mixtui.core.errors import UsageError
 from mixtui.core.files import atomic_write
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import ModelInfo, Stats
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 FORMAT = "mixtui-conversation"
 VERSION = 1

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import mixtui.app.conversation.codec as codec
 from mixtui.app.conversation.aggregates import ExpertCounts
@@ -24,6 +22,11 @@ from mixtui.app.conversation.tokens import PHASES, TokenLog, TurnLog
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import ModelInfo, Phase, Stats
 from mixtui.engine.messages import Finished, Tokens
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 
 class TokenRouting(NamedTuple):

@@ -7,9 +7,14 @@ the new rows only.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mixtui.core.routing import RoutingBatch
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 NO_EXPERT = -1  # expert id of padding and of tokens without routing
 
@@ -32,9 +37,10 @@ class RoutingStore:
         self.routed = 0  # tokens logged with routing
         self._queue: list[tuple[int, RoutingBatch]] = []  # (first row, batch)
         self._rows = 0  # rows written into the arrays
-        self._experts = np.zeros((0, 0, 0), np.int32)
-        self._weights = np.zeros((0, 0, 0), np.float32)
-        self._probs = np.zeros((0, 0, 0), np.float32)
+        # (capacity, layers, k) and (capacity, layers, E); allocated with the first routing
+        self._experts: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._probs: np.ndarray | None = None
         self._view: RoutingBatch | None = None
 
     def append(self, count: int, batch: RoutingBatch | None) -> None:
@@ -61,8 +67,11 @@ class RoutingStore:
         experts = np.full((capacity, self.layers, k), NO_EXPERT, np.int32)
         weights = np.zeros((capacity, self.layers, k), np.float32)
         probs = np.zeros((capacity, self.layers, self.num_experts), np.float32)
-        n, old_k = self._rows, self._experts.shape[2]
+        n = self._rows
         if n:
+            assert self._experts is not None and self._weights is not None
+            assert self._probs is not None
+            old_k = self._experts.shape[2]
             experts[:n, :, :old_k] = self._experts[:n]
             weights[:n, :, :old_k] = self._weights[:n]
             probs[:n] = self._probs[:n]
@@ -72,10 +81,12 @@ class RoutingStore:
         if self.routed == 0 or self._rows == self.total:
             return
         k = max([self.k] + [b.experts.shape[2] for _, b in self._queue])
-        capacity = len(self._experts)
+        capacity = 0 if self._experts is None else len(self._experts)
         if self.total > capacity or k != self.k:
             self._allocate(max(self.total, 2 * capacity, 64) if self.total > capacity
                            else capacity, k)
+        assert self._experts is not None and self._weights is not None
+        assert self._probs is not None
         for row, b in self._queue:  # rows past _rows are still padding: fill the routed ones
             n, bk = len(b), b.experts.shape[2]
             self._experts[row:row + n, :, :bk] = b.experts
@@ -91,6 +102,8 @@ class RoutingStore:
             return None
         self._flush()
         if self._view is None:
+            assert self._experts is not None and self._weights is not None
+            assert self._probs is not None
             views = [a[:self._rows] for a in (self._experts, self._weights, self._probs)]
             for v in views:
                 v.flags.writeable = False
@@ -103,6 +116,7 @@ class RoutingStore:
             return
         self._flush()
         if self.routed:
+            assert self._experts is not None  # flushed: allocated
             kept = self._experts[:n]
             self.routed = int((kept[:, 0, 0] != NO_EXPERT).sum()) if kept.size else 0
             self._rows = n

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
@@ -47,6 +46,11 @@ from mixtui.tui.widgets.model_bar import BarEntry, ModelBar
 from mixtui.tui.widgets.stats import StatsPanel
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
 from mixtui.tui.wording import say
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 if TYPE_CHECKING:
     from mixtui.tui.app import MixtuiApp

@@ -9,7 +9,8 @@ that may not be read, shows "—".
 
 from __future__ import annotations
 
-import psutil
+from typing import TYPE_CHECKING
+
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +18,11 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from mixtui.core.types import ModelInfo, Stats
+
+if TYPE_CHECKING:
+    import psutil
+else:  # psutil loads when a figure is first read (core/lazy.py)
+    from mixtui.core.lazy import psutil
 
 LABEL_WIDTH = 10  # values start at this column
 UNKNOWN = "—"
@@ -135,7 +141,10 @@ class StatsPanel(Widget):
     def on_mount(self) -> None:
         self._show_model()
         self._show_answer()
-        self._show_system(layout=True)
+        # Read first by `set_engine_pid` or the interval, after the first frame: that frame
+        # does not wait for psutil.
+        self._system.update(_rows("system", [(label, MASK if self.masked else UNKNOWN)
+                                             for label in ("engine", "memory", "swap")]))
         if self.system_interval:
             self.set_interval(self.system_interval, self.refresh_system)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
@@ -30,6 +30,11 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from mixtui.tui.widgets.heatmap import expert_colour, expert_ink
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when routing first needs it (core/lazy.py)
+    from mixtui.core.lazy import np
 
 # Control characters as visible symbols, so a token never breaks or hides the line.
 _VISIBLE = {c: chr(0x2400 + c) for c in range(32)} | {0x7F: "\u2421", 0x0A: "⏎", 0x09: "⇥"}
@@ -112,7 +117,9 @@ class TokenStrip(Widget, can_focus=True):
         self._texts: list[str] = []  # as displayed
         self._widths: list[int] = []  # cells of each displayed text
         self._prompt: list[bool] = []
-        self._top1 = np.full((0, 0), -1, dtype=np.int16)  # (capacity, L); -1: not known
+        # (capacity, L); -1: not known. None until the first token (numpy is not needed to
+        # draw an empty strip, nor loaded before the first frame: core/lazy.py).
+        self._top1: np.ndarray | None = None
         # Layout into lines of `_layout_width` cells, extended as tokens arrive.
         self._layout_width = 0
         self._line_starts: list[int] = []  # first token of each line
@@ -181,11 +188,14 @@ class TokenStrip(Widget, can_focus=True):
         self._texts += shown
         self._widths += [cell_len(t) for t in shown]
         self._prompt += [p == "prompt" for p in phases]
-        if self._top1.shape[0] < start + n:  # grow by doubling: appends stay cheap
-            grown = np.full((max(2 * self._top1.shape[0], start + n, 256), len(self._layers)),
+        capacity = 0 if self._top1 is None else self._top1.shape[0]
+        if capacity < start + n:  # grow by doubling: appends stay cheap
+            grown = np.full((max(2 * capacity, start + n, 256), len(self._layers)),
                             -1, dtype=np.int16)
-            grown[:start] = self._top1[:start]
+            if self._top1 is not None:
+                grown[:start] = self._top1[:start]
             self._top1 = grown
+        assert self._top1 is not None
         self._top1[start:start + n] = -1 if top1 is None else top1
         self._changed()
 
@@ -360,7 +370,8 @@ class TokenStrip(Widget, can_focus=True):
         for line in range(first, min(first + rows, lines)):
             start = self._line_starts[line]
             end = self._line_starts[line + 1] if line + 1 < lines else len(self._texts)
-            experts = self._top1[start:end, layer].tolist() if colour else [-1] * (end - start)
+            experts = (self._top1[start:end, layer].tolist()
+                       if colour and self._top1 is not None else [-1] * (end - start))
             segments, row = [], []
             for i, expert in zip(range(start, end), experts, strict=True):
                 segments.append(Segment(self._texts[i], self._style(
