@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from mixtui.app.conversation import Conversation
 from mixtui.core.types import ModelInfo, Sampling, Stats
-from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import (
     EngineExited,
     Event,
@@ -33,6 +32,8 @@ from mixtui.engine.messages import (
 
 if TYPE_CHECKING:
     import psutil
+
+    from mixtui.engine.client import EngineProcess  # loads with the first engine
 else:  # psutil loads when a figure is first read (core/lazy.py)
     from mixtui.core.lazy import psutil
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixtui.core.errors import MixtuiError, ModelNotLocal
-from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import Load
 from mixtui.planner import Fit, memory_budget, plan
 from mixtui.registry.local import require_local, resolve
 from mixtui.registry.spec import ModelSpec
+
+if TYPE_CHECKING:  # the engine's process machinery loads with the first engine
+    from mixtui.engine.client import EngineProcess
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def is_here(name: str, registry: dict[str, ModelSpec] | None = None) -> bool:
 
 def launch(load: Load, log_path: Path | None = None) -> EngineProcess:
     """A new engine process, told to load the model (events follow on `events()`)."""
+    from mixtui.engine.client import EngineProcess  # deferred: multiprocessing, at the first engine
+
     engine = EngineProcess(log_path)
     engine.send(load)
     return engine

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -29,7 +30,6 @@ from mixtui.app.settings import Settings, load_settings, save_settings
 from mixtui.core.errors import MixtuiError
 from mixtui.core.paths import log_dir
 from mixtui.core.types import ModelInfo, Sampling
-from mixtui.engine.client import EngineProcess
 from mixtui.engine.messages import Event, Failed, Load
 from mixtui.registry.spec import ModelSpec
 from mixtui.tui.actions import Actions
@@ -40,6 +40,9 @@ from mixtui.tui.screens.main import BAR_SLOTS, MainScreen
 from mixtui.tui.widgets.chat import ChatLog
 from mixtui.tui.widgets.token_strip import TokenStrip
 from mixtui.tui.wording import say
+
+if TYPE_CHECKING:
+    from mixtui.engine.client import EngineProcess  # loads with the first engine
 
 UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
 
