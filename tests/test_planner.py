@@ -273,8 +273,8 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A tiny model with a huge context (KV cache 5 GB) and a 1 GB budget: refused with the
     numbers and exit code 2 before any engine process starts; with --force it runs."""
-    from mixtui.app import loader
     from mixtui.cli import main
+    from mixtui.engine import client
 
     spec = resolve(str(tiny_moe_dir))
     fit = plan(spec, context=HUGE_CONTEXT, budget=budget("1GB"))
@@ -284,7 +284,7 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
 
     # In-process: an engine started at all would fail the test.
     started: list[object] = []
-    monkeypatch.setattr(loader, "EngineProcess", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(client, "EngineProcess", lambda *a, **k: started.append(a))
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "1GB")
     assert main.main(args) == ModelTooBig.exit_code == 2
     assert started == []

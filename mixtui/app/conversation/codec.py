@@ -71,12 +71,16 @@ def write(record: dict[str, Any], path: Path) -> None:
         json.dump(record, out, ensure_ascii=False)
         out.write("\n")
 
+    write_file(path, dump, "save the conversation")
+
+
+def write_file(path: Path, write: Callable[[IO[str]], None], what: str) -> None:
+    """`atomic_write`, with a ConversationError that says what could not be done."""
     try:
-        atomic_write(Path(path), dump)
+        atomic_write(Path(path), write)
     except OSError as exc:
-        raise ConversationError(f"Cannot save the conversation to {path} "
-                                f"({exc.strerror or exc}); choose another file or "
-                                "folder.") from None
+        raise ConversationError(f"Cannot {what} to {path} ({exc.strerror or exc}); choose "
+                                "another file or folder.") from None
 
 
 def read(path: Path) -> Decoded:

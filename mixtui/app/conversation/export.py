@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
-from mixtui.app.conversation.codec import ConversationError
+from mixtui.app.conversation.codec import write_file
 from mixtui.app.conversation.routing import NO_EXPERT
 from mixtui.app.conversation.tokens import TokenLog, TurnLog
 from mixtui.app.trace import TraceWriter
-from mixtui.core.files import atomic_write
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import ModelInfo
 from mixtui.engine.messages import Tokens
@@ -35,12 +34,7 @@ def export_trace(path: Path, info: ModelInfo, turns: TurnLog, tokens: TokenLog,
             if request < turns.answers:
                 writer.summary(turns.stats[request], answers[request], generated)
 
-    try:
-        atomic_write(Path(path), write)
-    except OSError as exc:
-        raise ConversationError(f"Cannot write the trace to {path} "
-                                f"({exc.strerror or exc}); choose another file or "
-                                "folder.") from None
+    write_file(path, write, "write the trace")
 
 
 def _events(tokens: TokenLog, request: int, start: int, stop: int,
