@@ -105,6 +105,9 @@ async def test_prompt_streams_text_routing_and_stats(tiny_moe_dir: Path) -> None
         assert "layer L0" in text_of(strip)
         panel = "\n".join(text_of(w) for w in app.query_one("#stats").query(Static))
         assert "TTFT" in panel and "tok/s" in panel
+        # the engine process's own memory, read while it runs
+        engine_row = next(line for line in panel.splitlines() if line.startswith("engine"))
+        assert engine_row.rstrip().endswith("RSS"), engine_row
         shares = app.query_one(RoutingHeatmap).shares
         assert shares is not None
         turn, whole = shares

@@ -237,7 +237,9 @@ class MainScreen(Screen[None]):
         self.app.push_screen(DownloadScreen(spec), done)
 
     def watch_engine_state(self, state: State) -> None:
-        if state is State.LOADING or state in ENGINELESS:  # no engine process (yet)
+        # No engine process, or not yet the new one (a loading engine has one: its pid came
+        # with engine_started, and its memory is what the panel should show).
+        if state in ENGINELESS or self.controller.engine is None:
             self.query_one(StatsPanel).set_engine_pid(None)
 
     def engine_started(self, pid: int | None) -> None:
