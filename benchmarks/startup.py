@@ -27,8 +27,10 @@ import termios
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 BARE = Path(__file__).resolve().parent / "bare_app.py"
+LAYOUT = Path(__file__).resolve().parent / "layout_app.py"
 
 
 def one_run(command: list[str], cols: int = 140, rows: int = 45) -> float:
@@ -73,26 +75,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--layout", action="store_true",
+                        help="also time mixtui's screen in plain Textual (layout_app.py)")
     args = parser.parse_args()
-    mixtui = [sys.executable, "-m", "mixtui"]
-    bare = [sys.executable, str(BARE)]
-    one_run(mixtui)  # warm the file cache once: a user's second launch
-    one_run(bare)
-    times: dict[str, list[float]] = {"mixtui": [], "bare": []}
-    for _ in range(args.runs):  # interleaved: both see the same moments of a busy machine
-        times["mixtui"].append(one_run(mixtui))
-        times["bare"].append(one_run(bare))
-    result = {"runs": args.runs, "mixtui": _summary(times["mixtui"]),
-              "bare": _summary(times["bare"])}
+    commands = {"mixtui": [sys.executable, "-m", "mixtui"], "bare": [sys.executable, str(BARE)]}
+    if args.layout:
+        commands["layout"] = [sys.executable, str(LAYOUT)]
+    for command in commands.values():
+        one_run(command)  # warm the file cache once: a user's second launch
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.runs):  # interleaved: all see the same moments of a busy machine
+        for name, command in commands.items():
+            times[name].append(one_run(command))
+    result: dict[str, Any] = {"runs": args.runs}
+    result |= {name: _summary(t) for name, t in times.items()}
     result["ratio"] = round(result["mixtui"]["median_s"] / result["bare"]["median_s"], 3)
+    if args.layout:
+        result["layout_ratio"] = round(result["layout"]["median_s"]
+                                       / result["bare"]["median_s"], 3)
     if args.json:
         print(json.dumps(result))
     else:
-        for name in ("mixtui", "bare"):
+        for name in commands:
             r = result[name]
-            print(f"{name:>6}: launch to first frame median {r['median_s'] * 1000:.0f} ms "
+            print(f"{name:>7}: launch to first frame median {r['median_s'] * 1000:.0f} ms "
                   f"(min {r['min_s'] * 1000:.0f}, max {r['max_s'] * 1000:.0f})")
         print(f"ratio mixtui / bare: {result['ratio']:.2f} over {args.runs} interleaved runs")
+        if args.layout:
+            print(f"ratio layout / bare: {result['layout_ratio']:.2f} (the same screen in plain "
+                  "Textual)")
     return 0
 
 
