@@ -33,13 +33,17 @@ BARE = Path(__file__).resolve().parent / "bare_app.py"
 LAYOUT = Path(__file__).resolve().parent / "layout_app.py"
 
 
-def one_run(command: list[str], cols: int = 140, rows: int = 45) -> float:
+def one_run(command: list[str], cols: int = 140, rows: int = 45,
+            tree: str | None = None) -> float:
+    """Seconds from launch to first frame; `tree`: a checkout whose mixtui runs instead."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "first-frame"
         env = dict(os.environ, MIXTUI_FIRST_FRAME_FILE=str(report),
                    MIXTUI_EXIT_AFTER_FIRST_FRAME="1", MIXTUI_CONFIG_DIR=tmp, TERM="xterm-256color")
+        if tree is not None:  # found before the installed one (the run starts in `tmp`)
+            env["PYTHONPATH"] = tree
 
         def drain() -> None:  # the terminal's reader: keep the pty from filling up
             while True:
@@ -52,7 +56,7 @@ def one_run(command: list[str], cols: int = 140, rows: int = 45) -> float:
         reader = threading.Thread(target=drain, daemon=True)
         reader.start()
         start = time.time()
-        proc = subprocess.Popen(command, stdin=slave, stdout=slave,
+        proc = subprocess.Popen(command, stdin=slave, stdout=slave, cwd=tmp,
                                 stderr=slave, env=env, start_new_session=True)
         try:
             code = proc.wait(timeout=60)
@@ -77,19 +81,28 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--layout", action="store_true",
                         help="also time mixtui's screen in plain Textual (layout_app.py)")
+    parser.add_argument("--before", metavar="DIR",
+                        help="also time the mixtui of another checkout (e.g. an older commit)")
     args = parser.parse_args()
     commands = {"mixtui": [sys.executable, "-m", "mixtui"], "bare": [sys.executable, str(BARE)]}
     if args.layout:
         commands["layout"] = [sys.executable, str(LAYOUT)]
-    for command in commands.values():
-        one_run(command)  # warm the file cache once: a user's second launch
+    trees = {"mixtui": str(Path(__file__).resolve().parent.parent)}
+    if args.before:
+        commands["before"] = commands["mixtui"]
+        trees["before"] = str(Path(args.before).resolve())
+    for name, command in commands.items():
+        one_run(command, tree=trees.get(name))  # warm the file cache: a user's second launch
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):  # interleaved: all see the same moments of a busy machine
         for name, command in commands.items():
-            times[name].append(one_run(command))
+            times[name].append(one_run(command, tree=trees.get(name)))
     result: dict[str, Any] = {"runs": args.runs}
     result |= {name: _summary(t) for name, t in times.items()}
     result["ratio"] = round(result["mixtui"]["median_s"] / result["bare"]["median_s"], 3)
+    if args.before:
+        result["before_ratio"] = round(result["before"]["median_s"]
+                                       / result["bare"]["median_s"], 3)
     if args.layout:
         result["layout_ratio"] = round(result["layout"]["median_s"]
                                        / result["bare"]["median_s"], 3)
@@ -101,6 +114,8 @@ def main() -> int:
             print(f"{name:>7}: launch to first frame median {r['median_s'] * 1000:.0f} ms "
                   f"(min {r['min_s'] * 1000:.0f}, max {r['max_s'] * 1000:.0f})")
         print(f"ratio mixtui / bare: {result['ratio']:.2f} over {args.runs} interleaved runs")
+        if args.before:
+            print(f"ratio before / bare: {result['before_ratio']:.2f} ({args.before})")
         if args.layout:
             print(f"ratio layout / bare: {result['layout_ratio']:.2f} (the same screen in plain "
                   "Textual)")
