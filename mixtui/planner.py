@@ -177,14 +177,14 @@ class Fit:
         else:
             shorter = f"even at {_MIN_CONTEXT} tokens of context it would not fit"
             if len(self.smaller) > 1:
-                what = f"{shorter}, but smaller models do: {', '.join(self.smaller)}"
+                what = f"{shorter}, but smaller models do: {literal(', '.join(self.smaller))}"
             elif self.smaller:
-                what = f"{shorter}, but a smaller model does: {self.smaller[0]}"
+                what = f"{shorter}, but a smaller model does: {literal(self.smaller[0])}"
             else:
                 what = f"{shorter}, and no smaller model in the registry fits either"
-        text = (f"{self.name or 'The model'} does not fit: it needs {_gb(self.need_bytes)} "
-                f"({self._parts()}) but the budget is {_gb(self.budget.bytes)} "
-                f"({literal(self.budget.source)}); {what}{{force}}.")
+        text = (f"{literal(self.name or 'The model')} does not fit: it needs "
+                f"{_gb(self.need_bytes)} ({self._parts()}) but the budget is "
+                f"{_gb(self.budget.bytes)} ({literal(self.budget.source)}); {what}{{force}}.")
         if hint and self.hint:
             text += " " + literal(self.hint)
         facts = {"model": self.name, "need_bytes": self.need_bytes,

@@ -177,3 +177,14 @@ def test_a_new_conversation_resets_the_engine(controller: ChatController,
     stats = drive(controller, Finished)[-1].event.stats
     assert stats.cached_tokens == 0  # the engine forgot the old conversation's cache
     assert len(controller.conversation) == stats.prompt_tokens + stats.generation_tokens
+
+
+def test_the_exit_of_a_failed_loads_engine_changes_nothing() -> None:
+    """The controller ends the engine of a failed load itself; that engine's EngineExited
+    must not turn "not loaded" into "exited" (a second notice, a wrong status)."""
+    chat = ChatController("m")
+    generation, _ = chat.begin_load("m")
+    change = chat.handle(Failed(None, "It did not load."), generation)
+    assert change is not None and change.load_failed and chat.state is State.NOT_LOADED
+    assert chat.handle(EngineExited(0), generation) is None
+    assert chat.state is State.NOT_LOADED

@@ -41,6 +41,10 @@ def test_without_remedies_a_sentence_is_taken_as_it_stands() -> None:
     braces = MixtuiError(literal("a {weird} name") + ": {again}.",
                          remedies=(Remedy("again", "retry"),))
     assert str(braces) == "a {weird} name: retry."
+    # text that was not escaped cannot make rendering fail: unknown fields stay as they are
+    raw = MixtuiError("/models/na{no} does not fit{force}.", remedies=(Remedy("force", "!"),))
+    assert str(raw) == "/models/na{no} does not fit!." and raw.render({"force": ""}) == (
+        "/models/na{no} does not fit.")
 
 
 def test_an_error_crosses_a_process_boundary_whole() -> None:

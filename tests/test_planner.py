@@ -314,23 +314,26 @@ def test_fault_15_model_plus_kv_over_budget(cli_env: dict[str, str], tiny_moe_di
     assert warning.endswith("loading it anyway (--force).")
 
 
-def test_tight_warns_once_and_goes_on(tiny_moe_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from mixtui.cli.generate import check_fit
+def test_tight_warns_once_and_goes_on(tiny_moe_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader policy's verdicts as `mixtui generate` acts on them (a warning line for a
+    tight fit, nothing for a fit, a refusal for no fit)."""
+    from mixtui.app.loader import Refused, Start, decide
+    from mixtui.cli.wording import say
 
     spec = resolve(str(tiny_moe_dir))
     need = plan(spec, budget=budget("64GB")).need_bytes
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", str(int(need / 0.95)))
-    check_fit(spec, 4096, force=False)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("mixtui: warning: ")
-    assert "is a tight fit" in err
+    tight = decide(str(tiny_moe_dir), context=4096)
+    assert isinstance(tight, Start) and tight.warn
+    assert say(tight).startswith("warning: ") and "is a tight fit" in say(tight)
+    assert "\n" not in say(tight)
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "64GB")
-    check_fit(spec, 4096, force=False)
-    assert capsys.readouterr().err == ""
+    fits = decide(str(tiny_moe_dir), context=4096)
+    assert isinstance(fits, Start) and not fits.warn
     monkeypatch.setenv("MIXTUI_MEMORY_BUDGET", "100MB")
-    with pytest.raises(ModelTooBig):
-        check_fit(spec, 4096, force=False)
+    refused = decide(str(tiny_moe_dir), context=4096)
+    assert isinstance(refused, Refused) and isinstance(refused.fit.error(), ModelTooBig)
 
 
 def test_force_flag_parses_at_both_levels() -> None:

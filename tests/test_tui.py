@@ -456,6 +456,8 @@ async def test_fault_17_a_conversation_longer_than_the_context_keeps_everything(
         await ask(pilot, app, long)
         await wait_for(pilot, lambda: any("but the context holds 24" in n for n in notices(app)))
         await wait_for(pilot, lambda: not app.generating)
+        said = next(n for n in notices(app) if "but the context holds 24" in n)
+        assert said.endswith("raise the context size (max_kv_size in settings.json).")  # TUI words
         assert app.conversation.turns == turns  # the earlier turns stay
         assert app.query_one("#prompt", Input).value == long  # the question is not lost
         assert app.chat.texts("user") == ["w5 w6"]

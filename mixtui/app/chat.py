@@ -304,7 +304,9 @@ class ChatController:
             return self._cut_short(event, "failed")
         return Change(event, self.state)
 
-    def _exited(self, event: EngineExited) -> Change:
+    def _exited(self, event: EngineExited) -> Change | None:
+        if self.state is State.NOT_LOADED and self.engine is None:
+            return None  # the engine of a failed load, which _failed ended on purpose
         was_answering = self.generating
         self.state = State.EXITED
         self.info = None

@@ -6,6 +6,7 @@ A thin view on the loader policy (`app/loader.py`) and the chat controller (`app
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from mixtui.cli.wording import say
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling
 from mixtui.engine.messages import EngineExited, Failed, Finished, Loading, Ready, Tokens
-from mixtui.planner import plan
 from mixtui.registry.spec import ModelSpec
 
 SYSTEM_MERGED = ("mixtui: note: this model's chat template has no system role, so the system "
@@ -76,14 +76,15 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
                              f"{spec.key}, not {k}.")
 
 
-def check_fit(spec: ModelSpec, context: int, force: bool) -> None:
-    """Before any engine process: refuse a model that does not fit (exit code 2) unless
-    `force`; warn, on one stderr line, when it is tight or forced."""
-    fit = plan(spec, context=context)
-    if fit.verdict == "does-not-fit" and not force:
-        raise fit.error()
-    if fit.verdict != "fits":
-        _warn(Start(spec, Path(), fit))
+def _check_trace_path(path: Path) -> None:
+    """Refuse a trace file that cannot be written, in the words the open would give."""
+    folder = path.expanduser().parent
+    why = ("No such file or directory" if not folder.is_dir()
+           else "Is a directory" if path.expanduser().is_dir()
+           else "Permission denied" if not os.access(folder, os.W_OK) else None)
+    if why is not None:
+        raise UsageError(f"Cannot write the trace to {path} ({why}); choose another file.",
+                         code="bad-trace-path", facts={"path": str(path)})
 
 
 def _warn(start: Start) -> None:
@@ -93,7 +94,10 @@ def _warn(start: Start) -> None:
 
 def _start(args: GenerateArgs) -> tuple[ChatController, ModelSpec]:
     """The loader policy's outcome as the CLI acts on it: refused or unavailable → the
-    error (exit code 2); otherwise a controller with the engine loading."""
+    error (exit code 2 for input to fix, 1 for a model not on disk or damaged); otherwise a
+    controller with the engine loading."""
+    if args.trace is not None:
+        _check_trace_path(args.trace)  # before a model is loaded for nothing
     outcome = decide(args.model, context=args.max_kv_size, force=args.force,
                      offer_download=False, check=lambda spec: check_args(args, spec))
     if isinstance(outcome, Unavailable | OfferDownload):

@@ -95,7 +95,7 @@ def _add_hub_commands(sub: argparse._SubParsersAction, common: argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    _Parser.as_json = "--json" in words
+    _Parser.as_json = "--json" in words and bool({"generate", "models"} & set(words))
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     as_json = bool(getattr(args, "json", False))

@@ -39,6 +39,9 @@ def _code_of(cls: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
+_FIELD = re.compile(r"\{\{|\}\}|\{(\w+)\}")  # an escaped brace, or a remedy's field
+
+
 class MixtuiError(Exception):
     """A problem the user can fix; its sentence ends with what to do.
 
@@ -77,10 +80,22 @@ class MixtuiError(Exception):
         return self.render()
 
     def render(self, words: Mapping[str, str] | None = None) -> str:
-        """The sentence, with each remedy in `words` (action -> wording) where they have it."""
+        """The sentence, with each remedy in `words` (action -> wording) where they have it.
+
+        One pass over the template: `{{` and `}}` are braces, `{action}` a remedy's wording;
+        anything else stays as it is, so no text in a sentence can make rendering fail.
+        """
         if not self.remedies:
             return self.template
-        return self.template.format_map({r.action: r.say(words) for r in self.remedies})
+        said = {r.action: r.say(words) for r in self.remedies}
+
+        def field(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            return said.get(match.group(1), token)
+
+        return _FIELD.sub(field, self.template)
 
     def to_dict(self) -> dict[str, Any]:
         """The error for `--json`: code, message, exit code, facts and remedies."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Phase, Sampling, Stats
 
@@ -98,16 +98,21 @@ class Failed:
     usage: bool = False  # the input was at fault (exit code 2 in the CLI)
     code: str = "engine-failed"  # the error's code (core/errors.py)
     facts: dict[str, Any] = field(default_factory=dict)  # and its facts
+    template: str = ""  # with remedies: the sentence each front end words its own way
+    remedies: tuple[Remedy, ...] = ()
 
     @classmethod
     def of(cls, request_id: int | None, error: MixtuiError) -> Failed:
         """The event for an error the engine raised."""
         return cls(request_id, str(error), error.detail, isinstance(error, UsageError),
-                   error.code, dict(error.facts))
+                   error.code, dict(error.facts), error.template, error.remedies)
 
     def error(self) -> MixtuiError:
         """The error again, on the caller's side (exit code 2 when the input was at fault)."""
         kind = UsageError if self.usage else MixtuiError
+        if self.remedies:
+            return kind(self.template, self.detail, code=self.code, facts=self.facts,
+                        remedies=self.remedies)
         return kind(self.reason, self.detail, code=self.code, facts=self.facts)
 
 

@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_reduce
 
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
 from mixtui.engine import blas
 from mixtui.engine.capture import RoutingCapture
@@ -153,15 +153,19 @@ def _tokenizer_failure(model_dir: Path, exc: Exception, detail: str) -> MixtuiEr
                          f"{fix}.", detail)
 
 
+CONTEXT_SIZE = Remedy("context_size", "--max-kv-size")  # the TUI names its setting instead
+
+
 def context_overflow(tokens: int, context: int, conversation: bool) -> str:
-    """The sentence for a prompt that does not fit the KV cache (`max_kv_size`)."""
+    """The sentence for a prompt that does not fit the KV cache (`max_kv_size`), a template
+    with the remedy CONTEXT_SIZE."""
     holds = f"the context holds {context}" + (", the answer included" if tokens == context
                                               else "")
     if conversation:
         return (f"The conversation is {tokens} tokens but {holds}; clear the conversation, "
-                "shorten your message or raise the context size (--max-kv-size).")
+                "shorten your message or raise the context size ({context_size}).")
     return f"The prompt is {tokens} tokens but {holds}; shorten it or raise the context size " \
-           "(--max-kv-size)."
+           "({context_size})."
 
 
 def no_family_message(model_type: str) -> str:
@@ -318,7 +322,7 @@ class Session:
             # (mlx-lm's rotating cache would otherwise drop the prompt's start, silently.)
             raise UsageError(context_overflow(len(tokens), self.max_kv_size,
                                               len(request.messages) > 1),
-                             code="context-overflow",
+                             code="context-overflow", remedies=(CONTEXT_SIZE,),
                              facts={"tokens": len(tokens), "context": self.max_kv_size})
         cached = self._prepare_cache(tokens)
         feed = tokens[cached:]

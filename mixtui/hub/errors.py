@@ -83,16 +83,17 @@ def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError
 
     rev = revision or "main"
     facts = {"repo": repo, "revision": rev, "status": _status(exc)}
+    repo_text, rev_text, hub = literal(repo), literal(rev), literal(endpoint())  # in templates
     if isinstance(exc, GatedRepoError):
         action = ("your token's account has not been granted access: accept the licence on "
-                  f"{endpoint()}/{repo} with that account" if _has_token() else
-                  f"accept its licence on {endpoint()}/{repo}, then log in with `hf auth login` "
+                  f"{hub}/{repo_text} with that account" if _has_token() else
+                  f"accept its licence on {hub}/{repo_text}, then log in with `hf auth login` "
                   "(or set HF_TOKEN)")
-        return HubError(f"{repo} is a gated repository; {action}, and {{again}}.",
+        return HubError(f"{repo_text} is a gated repository; {action}, and {{again}}.",
                         code="hub-gated", facts=facts, remedies=(AGAIN,))
     if isinstance(exc, RevisionNotFoundError):
-        return HubNotFound(f"{repo} has no revision '{rev}'; check the branch, tag or commit "
-                           "hash{revision}.", code="hub-revision-not-found", facts=facts,
+        return HubNotFound(f"{repo_text} has no revision '{rev_text}'; check the branch, tag or "
+                           "commit hash{revision}.", code="hub-revision-not-found", facts=facts,
                            remedies=(LEAVE_OUT_REVISION,))
     status = _status(exc)
     if isinstance(exc, RepositoryNotFoundError) or status == 401:
@@ -115,7 +116,7 @@ def describe(exc: BaseException, repo: str, revision: str | None) -> MixtuiError
         return DiskFull(f"The disk filled up while downloading{where}; free some space and "
                         "{again} (finished files are kept).", facts=facts, remedies=(AGAIN,))
     if _is_connection_error(exc):
-        return HubError(f"The Hub at {endpoint()} cannot be reached or the connection dropped "
+        return HubError(f"The Hub at {hub} cannot be reached or the connection dropped "
                         f"({type(exc).__name__}); check the network and {{again}} (finished "
                         "files are kept){offline}.", code="hub-unreachable", facts=facts,
                         remedies=(AGAIN, USE_OFFLINE))

@@ -226,6 +226,8 @@ class Actions:
                 message = f"{failed}: {say(exc)}"
             except OSError as exc:
                 message = f"{failed}: {exc}"
+            except Exception as exc:  # a bug: say it, and let prompts go on
+                message = f"{failed}: internal error {exc!r}; please report it."
             app.call_from_thread(written, message)
 
         def written(message: str) -> None:

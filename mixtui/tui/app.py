@@ -30,7 +30,7 @@ from mixtui.app.settings import Settings, load_settings, save_settings
 from mixtui.core.errors import MixtuiError
 from mixtui.core.paths import log_dir
 from mixtui.core.types import ModelInfo, Sampling
-from mixtui.engine.messages import Event, Failed, Load
+from mixtui.engine.messages import EngineExited, Event, Failed, Load
 from mixtui.registry.spec import ModelSpec
 from mixtui.tui.actions import Actions
 from mixtui.tui.download_screen import DownloadScreen
@@ -198,10 +198,11 @@ class MixtuiApp(App[int]):
         try:
             for event in engine.events():
                 self._post(event, generation)
-        except Exception as exc:  # a message that cannot be read: say so, do not hang
-            self._post(Failed(None, f"internal error reading from the engine: {exc!r}; "
-                                    "please report it."), generation)
+        except Exception as exc:  # a message that cannot be read: end it, do not hang
+            # (also how a read ends when a failed load's engine is closed under it)
+            self.log.error(f"reading from the engine failed: {exc!r}")
             engine.close()
+            self._post(EngineExited(engine.process.exitcode), generation)
 
     def _post(self, event: Event, generation: int) -> None:
         self.main.post_message(engine_message(event, generation, self.token_inbox))

@@ -18,6 +18,7 @@ WORDS: dict[str, str] = {
     "offline": "",
     "debug": "",
     "context": "max_kv_size {value} in settings.json",
+    "context_size": "max_kv_size in settings.json",
     "force": "; `mixtui --force` loads it anyway",
 }
 FORCED = WORDS | {"force": ""}  # the app runs with --force: nothing more to offer
@@ -32,7 +33,7 @@ def say(problem: Problem | Fit, *, force: bool = False) -> str:
     if isinstance(problem, MixtuiError):
         return problem.render(words)
     if isinstance(problem, Failed):
-        return problem.reason
+        return problem.error().render(words)
     if isinstance(problem, EngineExited):
         return (f"{problem.description}; press r (or 'Reload engine' in ctrl+p) to start it "
                 f"again, the conversation is kept (engine log: {log_dir()}).")

@@ -512,8 +512,9 @@ class MainScreen(Screen[None]):
         strip.clear()
         info = self.controller.info or conversation.info
         texts, phases = list(conversation.texts), list(conversation.phases)
-        if info is None:
+        if info is None:  # no model yet (loading, or it failed): nothing of another's stays
             strip.append(texts, phases, None)
+            heatmap.show_message("Send a prompt: each token's experts appear here.")
             return
         if not info.is_moe:
             strip.show_dense()

@@ -156,7 +156,8 @@ class TokenStrip(Widget, can_focus=True):
         self._layers = layers
         self._num_experts = num_experts
         self._dense = False
-        self._top1 = np.full((len(self._texts), len(self._layers)), -1, dtype=np.int16)
+        self._top1 = (np.full((len(self._texts), len(self._layers)), -1, dtype=np.int16)
+                      if self._texts else None)  # no tokens: nothing to allocate yet
         self.layer_index = min(self.layer_index, max(len(self._layers) - 1, 0))
         self._changed()
 
@@ -164,7 +165,8 @@ class TokenStrip(Widget, can_focus=True):
         """A dense model: tokens are shown plain, and the strip says why."""
         self._dense = True
         self._layers = ()
-        self._top1 = np.full((len(self._texts), 0), -1, dtype=np.int16)
+        self._top1 = (np.full((len(self._texts), 0), -1, dtype=np.int16) if self._texts
+                      else None)
         self.layer_index = 0
         self._changed()
 
@@ -202,7 +204,7 @@ class TokenStrip(Widget, can_focus=True):
     def clear(self) -> None:
         """Forget all tokens."""
         self._texts, self._widths, self._prompt = [], [], []
-        self._top1 = np.full((0, len(self._layers)), -1, dtype=np.int16)
+        self._top1 = None
         self._layout_width = 0
         self._first_line = 0
         self.cursor = None
