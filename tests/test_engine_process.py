@@ -202,3 +202,37 @@ def test_fault_16_killed_engine_reports_exit(tiny_moe_dir: Path) -> None:
         assert events[-1].stats.generation_tokens == 3
     finally:
         fresh.close()
+
+
+def test_closing_from_two_threads_at_once_is_one_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quitting closes the engine while the reader thread, woken by that, closes it too: one
+    of them closes (here made slow, to hold the race open), the other waits, neither fails."""
+    import threading
+
+    proc = EngineProcess()
+    real, calls = proc._close, []
+
+    def slow_close(timeout: float) -> None:
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        real(timeout)
+
+    monkeypatch.setattr(proc, "_close", slow_close)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        barrier.wait()
+        try:
+            proc.close(timeout=1.0)
+        except BaseException as exc:  # the test's point: none may escape
+            errors.append(exc)
+
+    threads = [threading.Thread(target=close) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(calls) == 1 and not proc.process.is_alive()
+    proc.close()  # and once more, later: nothing
+    assert len(calls) == 1

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
@@ -48,6 +49,10 @@ class EngineProcess:
             self.process.start()
         child.close()
         self.exited: EngineExited | None = None
+        # close() may come from two threads at once (quitting, and the reader that the
+        # quitting woke): one of them closes, the other waits for it and returns.
+        self._close_lock = threading.Lock()
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -97,7 +102,14 @@ class EngineProcess:
                 return
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop the process (politely, then not); its memory goes back to the system."""
+        """Stop the process (politely, then not); its memory goes back to the system.
+        Closing it again, from any thread, does nothing."""
+        with self._close_lock:
+            if not self._closed:
+                self._close(timeout)
+                self._closed = True
+
+    def _close(self, timeout: float) -> None:
         if self.process.is_alive():
             self._cancel.set()
             with contextlib.suppress(OSError):  # it may be exiting already
