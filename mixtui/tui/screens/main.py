@@ -345,29 +345,27 @@ class MainScreen(Screen[None]):
     @on(EngineFailed)
     @_shielded
     def _failed(self, message: EngineFailed) -> None:
-        self._drain()
-        change = self.controller.handle(message.event, message.generation)
-        if change is None:
-            return
-        self.flush()
-        if change.load_failed:
+        change = self._ended(message)
+        if change is not None and change.load_failed:
             self.status("not loaded · r retries, 1-5 pick a model")
-        self._show_ended(change)
-        self.notice(say(message.event))
-        self._after_answer()
 
     @on(EngineGone)
     @_shielded
     def _gone(self, message: EngineGone) -> None:
+        if self._ended(message) is not None:
+            self.status(f"engine exited (code {message.event.code}) · r reloads")
+
+    def _ended(self, message: EngineFailed | EngineGone) -> Change | None:
+        """A failure or the engine's exit: what came stays, the user is told why."""
         self._drain()
         change = self.controller.handle(message.event, message.generation)
         if change is None:
-            return
+            return None
         self.flush()
         self._show_ended(change)
         self.notice(say(message.event))
-        self.status(f"engine exited (code {message.event.code}) · r reloads")
         self._after_answer()
+        return change
 
     def _show_ended(self, change: Change) -> None:
         """An answer cut short, or a load that failed: the chat and input follow."""
