@@ -6,30 +6,10 @@ import json
 import sys
 from typing import Any
 
+from mixtui.app.catalog import describe
 from mixtui.core.types import DEFAULT_CONTEXT
-from mixtui.planner import Budget, memory_budget, plan
+from mixtui.planner import memory_budget
 from mixtui.registry.loader import load_registry
-from mixtui.registry.local import local_state
-from mixtui.registry.spec import ModelSpec
-
-
-def describe(spec: ModelSpec, budget: Budget,
-             registry: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
-    g = spec.geometry
-    fit = plan(spec, budget=budget, registry=registry)
-    return {
-        "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
-        "kind": spec.kind, "model_type": g.model_type, "layers": g.layers,
-        "experts": g.experts, "experts_per_token": g.experts_per_token,
-        "total_params": g.total_params(), "active_params": g.active_params(),
-        "weight_bytes": fit.weight_bytes, "weights_source": fit.weights_source,
-        "kv_bytes_per_token": spec.kv_bytes_per_token(),
-        "quantization": (None if spec.quantization is None else
-                         {"bits": spec.quantization.bits,
-                          "group_size": spec.quantization.group_size}),
-        "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
-        "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
-    }
 
 
 def _billions(n: int) -> str:

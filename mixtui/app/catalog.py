@@ -1,0 +1,34 @@
+"""The registry as a catalogue: one row per model with what a user chooses by (family,
+parameters, size, local state, memory fit). Both front ends read it: `mixtui models` prints
+it, the TUI's model picker shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixtui.families import family_for
+from mixtui.planner import Budget, plan
+from mixtui.registry.local import local_state
+from mixtui.registry.spec import ModelSpec
+
+
+def describe(spec: ModelSpec, budget: Budget,
+             registry: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
+    """One model's row: the JSON `mixtui models --json` prints for it."""
+    g = spec.geometry
+    fit = plan(spec, budget=budget, registry=registry)
+    family = family_for(g.model_type)
+    return {
+        "key": spec.key, "name": spec.name, "repo": spec.repo, "revision": spec.revision,
+        "kind": spec.kind, "model_type": g.model_type,
+        "family": family.name if family is not None else None, "layers": g.layers,
+        "experts": g.experts, "experts_per_token": g.experts_per_token,
+        "total_params": g.total_params(), "active_params": g.active_params(),
+        "weight_bytes": fit.weight_bytes, "weights_source": fit.weights_source,
+        "kv_bytes_per_token": spec.kv_bytes_per_token(),
+        "quantization": (None if spec.quantization is None else
+                         {"bits": spec.quantization.bits,
+                          "group_size": spec.quantization.group_size}),
+        "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
+        "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
+    }
