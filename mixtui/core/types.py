@@ -39,6 +39,11 @@ class ModelInfo:
     chat_template: bool
     vocab_size: int
     device: str = ""  # where MLX runs, e.g. "gpu" or "cpu, OpenBLAS"
+    family: str = ""  # mixtui's family of the model ("" where it has none)
+    scoring: str = "softmax"  # what routing `probs` are: "softmax" or "sigmoid" scores
+    shared_experts: int = 0  # always-on shared experts in every MoE layer (0: none)
+    # one sentence on how the family constrains experts per token ("" where it does not)
+    top_k_note: str = ""
 
     @property
     def is_moe(self) -> bool:
