@@ -222,11 +222,14 @@ def _weights(spec: ModelSpec, model_dir: Path | None) -> tuple[int, WeightsSourc
     return spec.weight_bytes(), "geometry"
 
 
-def _longest_context(weights: int, per_token: int, limit: float) -> int | None:
-    """The longest context (a multiple of 1024, or 512) whose need stays within `limit`."""
+def _longest_context(weights: int, per_token: int, limit: float, fixed: int = 0
+                     ) -> int | None:
+    """The longest context (a multiple of 1024, or 512) whose need stays within `limit`;
+    `fixed`: cache bytes that do not grow with the context (linear-attention state, full
+    sliding windows)."""
     if per_token <= 0:
         return None
-    raw = math.floor((limit - weights - _margin(weights)) / per_token)
+    raw = math.floor((limit - weights - fixed - _margin(weights)) / per_token)
     if raw >= 1024:
         return raw // 1024 * 1024
     return _MIN_CONTEXT if raw >= _MIN_CONTEXT else None
@@ -242,16 +245,18 @@ def plan(spec: ModelSpec, context: int = DEFAULT_CONTEXT, budget: Budget | None 
     budget = budget or memory_budget()
     weights, source = _weights(spec, model_dir)
     per_token = spec.kv_bytes_per_token()
-    kv = per_token * context
+    kv = spec.cache_bytes(context)
     margin = _margin(weights)
     verdict = _verdict(weights + kv + margin, budget)
     fit = Fit(verdict, weights, kv, margin, budget, spec.name, context, source)
     if verdict != "does-not-fit":
         return fit
     at_verdict: Verdict = "fits"
-    at_context = _longest_context(weights, per_token, _TIGHT * budget.bytes)
+    fixed = max(0, kv - per_token * context)
+    at_context = _longest_context(weights, per_token, _TIGHT * budget.bytes, fixed)
     if at_context is None:
-        at_context, at_verdict = _longest_context(weights, per_token, budget.bytes), "tight"
+        at_context, at_verdict = (_longest_context(weights, per_token, budget.bytes, fixed),
+                                  "tight")
     smaller: tuple[str, ...] = ()
     if at_context is None:
         smaller = _smaller_models(spec, context, budget, registry)
@@ -273,7 +278,7 @@ def _smaller_models(spec: ModelSpec, context: int, budget: Budget,
         if key == spec.key or other == spec:
             continue
         weights, _ = _weights(other, None)
-        verdicts[key] = _verdict(weights + other.kv_bytes_per_token() * context
+        verdicts[key] = _verdict(weights + other.cache_bytes(context)
                                  + _margin(weights), budget)
     fitting = [k for k, v in verdicts.items() if v == "fits"]
     return tuple(fitting or [k for k, v in verdicts.items() if v == "tight"])

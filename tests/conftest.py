@@ -187,3 +187,21 @@ def hub_in_process(mock_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     return mock_hub
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory: pytest.TempPathFactory):
+    """model_type -> the directory of a tiny random model of its family (its
+    `synthetic_config`), built once per session and shared by every test that asks."""
+    from mixtui.engine.synthetic import make_model_dir, synthetic_config
+
+    built: dict[str, Path] = {}
+
+    def get(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = make_model_dir(
+                tmp_path_factory.mktemp("families") / f"tiny-{model_type}",
+                synthetic_config(model_type), chat=True)
+        return built[model_type]
+
+    return get

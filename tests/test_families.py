@@ -98,7 +98,8 @@ def test_every_family_maps_its_registry_geometries_both_ways() -> None:
         back = family.geometry(config)
         assert back == replace(spec.geometry, dtype_bytes=back.dtype_bytes), spec.key
         assert Geometry.from_hf_config(config) == back  # the same mapping through Geometry
-        assert spec.kv_bytes_per_token() == family.kv_bytes_per_token(spec.geometry)
+        assert spec.kv_bytes_per_token() == family.kv_bytes_per_token(config,
+                                                                      back.dtype_bytes)
     assert seen == {"mixtral", "qwen3_moe", "dense"}
     assert set(moe_model_types()) == {"mixtral", "qwen3_moe"}
     assert [f.scoring for f in FAMILIES if f.is_moe] == ["softmax", "softmax"]

@@ -23,7 +23,7 @@ def describe(spec: ModelSpec, budget: Budget,
         "kind": spec.kind, "model_type": g.model_type,
         "family": family.name if family is not None else None, "layers": g.layers,
         "experts": g.experts, "experts_per_token": g.experts_per_token,
-        "total_params": g.total_params(), "active_params": g.active_params(),
+        "total_params": spec.total_params(), "active_params": spec.active_params(),
         "weight_bytes": fit.weight_bytes, "weights_source": fit.weights_source,
         "kv_bytes_per_token": spec.kv_bytes_per_token(),
         "quantization": (None if spec.quantization is None else

@@ -30,6 +30,8 @@ class RoutingCapture:
         self.block = block
         self._logits: list[list[mx.array]] = []  # per step: per MoE layer (1, L, E)
         self._ids: list[list[mx.array]] = []  # per step: per MoE layer (1, L, k)
+        # "choice" routers only: per step, per MoE layer (1, L, k), as the router gave them
+        self._weights: list[list[mx.array]] = []
         self._stream = mx.new_stream(mx.default_device())
         self.transfers = 0  # device-to-host reads so far (one per drain), for the benchmark
 
@@ -38,10 +40,14 @@ class RoutingCapture:
         if ordinal == 0:
             self._logits.append([])
             self._ids.append([])
+            self._weights.append([])
         self._logits[-1].append(logits)
 
     def expert_ids(self, ordinal: int, indices: mx.array) -> None:
         self._ids[-1].append(indices)
+
+    def gate_weights(self, ordinal: int, weights: mx.array) -> None:
+        self._weights[-1].append(weights)
 
     # -- host side -------------------------------------------------------------------------
     @property
@@ -51,11 +57,12 @@ class RoutingCapture:
     def schedule_pending(self) -> None:
         """Start computing the newest step's routing now, without reading it to the host."""
         if self._logits:
-            mx.async_eval(self._logits[-1], self._ids[-1])
+            mx.async_eval(self._logits[-1], self._ids[-1], self._weights[-1])
 
     def discard(self) -> None:
         self._logits.clear()
         self._ids.clear()
+        self._weights.clear()
 
     def drain(self, steps: int | None = None) -> RoutingBatch | None:
         """Move the first `steps` recorded steps (all by default) to the host in one read."""
@@ -64,11 +71,17 @@ class RoutingCapture:
             return None
         logits_steps, self._logits = self._logits[:count], self._logits[count:]
         id_steps, self._ids = self._ids[:count], self._ids[count:]
+        weight_steps, self._weights = self._weights[:count], self._weights[count:]
         with mx.stream(self._stream):
             # (tokens, moe_layers, E) and (tokens, moe_layers, k), tokens in processing order
             logits = _tokens_by_layer(logits_steps)
             ids = _tokens_by_layer(id_steps)
-            weights = self.adapter.gate_weights(logits, ids, self.block).astype(mx.float32)
+            if self.adapter.router_output == "choice":  # as the router handed them over
+                weights = _tokens_by_layer(weight_steps)
+            else:
+                assert self.adapter.gate_weights is not None
+                weights = self.adapter.gate_weights(logits, ids, self.block)
+            weights = weights.astype(mx.float32)
             probs = self.adapter.router_probs(logits)  # the family's scoring
             packed = mx.concatenate([probs, weights, ids.astype(mx.float32)], axis=-1)
         host = np.array(packed, copy=False)  # the one device-to-host read of this batch

@@ -277,17 +277,26 @@ class Session:
 
     def info(self) -> ModelInfo:
         g = self.geometry
+        family = self.family
+        inventory = family.inventory(self.config) if family is not None else None
         weight_bytes = tree_reduce(lambda acc, x: acc + x.nbytes if isinstance(x, mx.array)
                                    else acc, self.model.parameters(), 0)
         return ModelInfo(
             name=self.name, path=self.path, model_type=g.model_type, num_layers=g.layers,
             moe_layers=self.moe_layers, num_experts=g.experts if self._blocks else 0,
-            top_k=self.top_k, default_top_k=self.default_top_k, total_params=g.total_params(),
-            active_params=g.active_params(self.top_k or None), weight_bytes=int(weight_bytes),
-            kv_bytes_per_token=(self.family.kv_bytes_per_token(g) if self.family
-                                else g.kv_bytes_per_token()), max_kv_size=self.max_kv_size,
+            top_k=self.top_k, default_top_k=self.default_top_k,
+            total_params=inventory.total() if inventory else g.total_params(),
+            active_params=(inventory.active(self.top_k or None) if inventory
+                           else g.active_params(self.top_k or None)),
+            weight_bytes=int(weight_bytes),
+            kv_bytes_per_token=(family.kv_bytes_per_token(self.config, g.dtype_bytes)
+                                if family else g.kv_bytes_per_token()),
+            max_kv_size=self.max_kv_size,
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
             vocab_size=g.vocab, device=_device_label(),
+            family=family.name if family else "", scoring=family.scoring if family else "",
+            shared_experts=g.shared_experts if self._blocks else 0,
+            top_k_note=family.experts_per_token_note(self.config) if family else "",
         )
 
     # -- generation ---------------------------------------------------------------------------

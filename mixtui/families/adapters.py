@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -25,6 +25,9 @@ from mixtui.families.base import Scoring
 class RoutingSink(Protocol):
     def router_logits(self, ordinal: int, logits: mx.array) -> None: ...
     def expert_ids(self, ordinal: int, indices: mx.array) -> None: ...
+    # only from routers that hand the block its weights ("choice" routers): the weights the
+    # block multiplies the chosen experts' outputs by, as the router computed them
+    def gate_weights(self, ordinal: int, weights: mx.array) -> None: ...
 
 
 class RouterLogitsLog:
@@ -42,43 +45,74 @@ class RouterLogitsLog:
     def expert_ids(self, ordinal: int, indices: mx.array) -> None:
         pass  # the losses need the logits only; the choice follows from them
 
+    def gate_weights(self, ordinal: int, weights: mx.array) -> None:
+        pass
+
     def clear(self) -> None:
         """Drop the references (and so the graph they hold) of the last forward pass."""
         self.logits = []
 
 
+RouterOutput = Literal["logits", "choice"]
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """`obj.a.b` for the path "a.b"."""
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_path(obj: Any, path: str, value: Any) -> None:
+    head, _, last = path.rpartition(".")
+    setattr(get_path(obj, head) if head else obj, last, value)
+
+
 @dataclass(frozen=True)
 class MoEAdapter:
-    """How to find and read the MoE blocks of one `model_type` in mlx-lm."""
+    """How to find and read the MoE blocks of one `model_type` in mlx-lm.
+
+    Two kinds of router:
+    - "logits" (Mixtral, Qwen, OLMoE, gpt-oss, Phi): the router is a Linear whose output the
+      block turns into the choice and the weights inline; the adapter records the logits and
+      `gate_weights` gives the weights the block computes from them (the family's rule, or
+      mlx-lm's own function for it);
+    - "choice" (DeepSeek, GLM, Granite): the router is a module that returns the chosen
+      experts and their weights; the adapter records those weights as they come out, and
+      the logits (for the router's scores over all experts) via `choice_logits`.
+    """
 
     model_type: str
     block_attr: str  # attribute of a decoder layer that holds the MoE block
-    router_attr: str  # attribute of the block: logits over experts
+    router_attr: str  # attribute of the block: the router (see the kinds above)
     experts_attr: str  # attribute of the block: called as (x, indices)
-    k_attr: str  # attribute of the block: experts per token, read on every call
-    # (logits, indices, one MoE block of the model) -> the weights the model gives the chosen
-    # experts; the block's own settings (e.g. Qwen3's `norm_topk_prob`) are read from it
-    gate_weights: Callable[[mx.array, mx.array, Any], mx.array]
+    k_attr: str  # attribute (or dotted path) of the block: experts per token, read per call
+    # "logits" routers: (logits, indices, one MoE block of the model) -> the weights the model
+    # gives the chosen experts; the block's own settings (e.g. `norm_topk_prob`) read from it
+    gate_weights: Callable[[mx.array, mx.array, Any], mx.array] | None = None
     scoring: Scoring = "softmax"
-    # sigmoid routers only: the block's attribute holding the bias added to the scores to
-    # choose experts (not to weight them); None where there is none
+    # sigmoid routers only: the attribute (path) of the block holding the bias added to the
+    # scores to choose experts (not to weight them); None where there is none
     selection_bias_attr: str | None = None
+    router_output: RouterOutput = "logits"
+    # "choice" routers: (router module, its input) -> its logits over all experts
+    choice_logits: Callable[[Any, mx.array], mx.array] | None = None
 
     def blocks(self, model: nn.Module) -> list[tuple[int, nn.Module]]:
         """(layer index, MoE block) for every layer that has one."""
         found = []
         for i, layer in enumerate(model.layers):
             block = getattr(layer, self.block_attr, None)
-            if block is not None and hasattr(block, self.router_attr):
+            if block is not None and hasattr(block, self.router_attr.split(".")[0]):
                 found.append((i, block))
         return found
 
     def top_k(self, block: nn.Module) -> int:
-        return int(getattr(block, self.k_attr))
+        return int(get_path(block, self.k_attr))
 
     def set_top_k(self, block: nn.Module, k: int) -> None:
         """Experts per token from the next call on (the block reads it on every call)."""
-        setattr(block, self.k_attr, k)
+        set_path(block, self.k_attr, k)
 
     def router_probs(self, logits: mx.array) -> mx.array:
         """The router's scores over all experts under the family's scoring (float32):
@@ -104,11 +138,18 @@ def _recording_class(base: type, role: str) -> type:
         self._mixtui_sink.router_logits(self._mixtui_ordinal, logits)
         return logits
 
+    def choice_call(self: Any, x: mx.array, *args: Any, **kw: Any) -> Any:
+        indices, weights = base.__call__(self, x, *args, **kw)
+        sink = self._mixtui_sink
+        sink.router_logits(self._mixtui_ordinal, self._mixtui_logits(self, x))
+        sink.gate_weights(self._mixtui_ordinal, weights)
+        return indices, weights
+
     def experts_call(self: Any, x: mx.array, indices: mx.array, *args: Any, **kw: Any) -> mx.array:
         self._mixtui_sink.expert_ids(self._mixtui_ordinal, indices)
         return base.__call__(self, x, indices, *args, **kw)
 
-    call = router_call if role == "router" else experts_call
+    call = {"router": router_call, "choice": choice_call, "experts": experts_call}[role]
     cls = type(f"Recording{base.__name__}", (base,), {"__call__": call})
     _SUBCLASSES[key] = cls
     return cls
@@ -116,25 +157,30 @@ def _recording_class(base: type, role: str) -> type:
 
 def attach(adapter: MoEAdapter, model: nn.Module, sink: RoutingSink) -> None:
     """Make every MoE block of `model` report its routing to `sink`."""
+    router_role = "router" if adapter.router_output == "logits" else "choice"
     for ordinal, (_, block) in enumerate(adapter.blocks(model)):
-        for attr, role in ((adapter.router_attr, "router"), (adapter.experts_attr, "experts")):
-            module = getattr(block, attr)
+        for attr, role in ((adapter.router_attr, router_role),
+                           (adapter.experts_attr, "experts")):
+            module = get_path(block, attr)
             original = getattr(module, "_mixtui_original", type(module))
             module.__class__ = _recording_class(original, role)
             module._mixtui_original = original
             module._mixtui_sink = sink
             module._mixtui_ordinal = ordinal
+            if role == "choice":
+                module._mixtui_logits = adapter.choice_logits
 
 
 def detach(adapter: MoEAdapter, model: nn.Module) -> None:
     """Undo `attach`: the blocks run exactly as mlx-lm wrote them."""
     for _, block in adapter.blocks(model):
         for attr in (adapter.router_attr, adapter.experts_attr):
-            module = getattr(block, attr)
+            module = get_path(block, attr)
             original = getattr(module, "_mixtui_original", None)
             if original is not None:
                 module.__class__ = original
                 del module._mixtui_original, module._mixtui_sink, module._mixtui_ordinal
+                module.__dict__.pop("_mixtui_logits", None)
 
 
 def adapter_for(model_type: str) -> MoEAdapter | None:

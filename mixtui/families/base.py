@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mixtui.families.geometry import Geometry
+from mixtui.families.inventory import Inventory, Quantization, Tensor
 
 if TYPE_CHECKING:  # the hooks import MLX; only their type is needed here
     from mixtui.families.adapters import MoEAdapter
@@ -54,8 +55,37 @@ class Family(Protocol):
         """The config.json fields that describe `geometry` (the inverse of `geometry`)."""
         ...
 
-    def kv_bytes_per_token(self, geometry: Geometry) -> int:
-        """Bytes of KV cache each token of context takes."""
+    def tensors(self, config: dict[str, Any]) -> list[Tensor]:
+        """Every parameter of the model as mlx-lm builds it from `config` (names, shapes,
+        what each is for): the source of its parameter and byte counts."""
+        ...
+
+    def inventory(self, config: dict[str, Any]) -> Inventory:
+        """`tensors` with the routing width: total, active and bytes follow from it."""
+        ...
+
+    @property
+    def quant_overrides(self) -> dict[str, Quantization]:
+        """Module-path suffixes that the family's conversions keep at another quantization
+        (mlx-lm's `quant_predicate` for it, e.g. routers at 8 bits); empty: none."""
+        ...
+
+    def kv_bytes_per_token(self, config: dict[str, Any], dtype_bytes: int = 2) -> int:
+        """Bytes of cache each further token of context adds (at long contexts: layers with a
+        fixed-size state or a sliding window add nothing once it is full)."""
+        ...
+
+    def cache_bytes(self, config: dict[str, Any], tokens: int, dtype_bytes: int = 2) -> int:
+        """Bytes of cache (keys and values, and any fixed-size state) at `tokens` tokens."""
+        ...
+
+    def max_experts_per_token(self, config: dict[str, Any]) -> int:
+        """The most experts per token its routing can choose (E, or less where routing is
+        group-limited)."""
+        ...
+
+    def experts_per_token_note(self, config: dict[str, Any]) -> str:
+        """One sentence on how the family constrains experts per token; "" where it does not."""
         ...
 
     def synthetic_config(self, **overrides: Any) -> dict[str, Any]:
@@ -77,8 +107,29 @@ class FamilyBase:
     scoring: Scoring = "softmax"
     is_moe = True
 
-    def kv_bytes_per_token(self, geometry: Geometry) -> int:
-        return geometry.kv_bytes_per_token()
+    quant_overrides: dict[str, Quantization] = {}  # noqa: RUF012 (read-only by convention)
+
+    def geometry(self, config: dict[str, Any]) -> Geometry:
+        raise NotImplementedError
+
+    def tensors(self, config: dict[str, Any]) -> list[Tensor]:
+        raise NotImplementedError
+
+    def inventory(self, config: dict[str, Any]) -> Inventory:
+        g = self.geometry(config)
+        return Inventory.of(self.tensors(config), g.experts, g.experts_per_token)
+
+    def kv_bytes_per_token(self, config: dict[str, Any], dtype_bytes: int = 2) -> int:
+        return self.geometry(config).kv_bytes_per_token(dtype_bytes)
+
+    def cache_bytes(self, config: dict[str, Any], tokens: int, dtype_bytes: int = 2) -> int:
+        return tokens * self.kv_bytes_per_token(config, dtype_bytes)
+
+    def max_experts_per_token(self, config: dict[str, Any]) -> int:
+        return self.geometry(config).experts
+
+    def experts_per_token_note(self, config: dict[str, Any]) -> str:
+        return ""
 
     def hooks(self) -> MoEAdapter | None:
         if not self.is_moe:

@@ -36,6 +36,7 @@ class Geometry:
     dtype_bytes: int = 2  # unquantized weights and the KV cache: 2 for float16/bfloat16
     expert_intermediate: int = 0  # width of one routed expert; 0: `intermediate` (Mixtral)
     shared_intermediate: int = 0  # width of the always-active shared expert(s); 0: none
+    shared_experts: int = 0  # how many shared experts that width holds (DeepSeek: 2); 0: none
     dense_layers: tuple[int, ...] = ()  # layers with a dense feed-forward instead of experts
     qk_norm: bool = False  # an RMSNorm on queries and keys per head (Qwen3)
 

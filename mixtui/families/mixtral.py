@@ -7,8 +7,9 @@ from dataclasses import replace
 from typing import Any
 
 from mixtui.families.base import FamilyBase
-from mixtui.families.dense import SYNTHETIC_EXTRAS, common_config
+from mixtui.families.dense import SYNTHETIC_EXTRAS, common_config, decoder_tensors
 from mixtui.families.geometry import Geometry, dense_from_hf_config
+from mixtui.families.inventory import Tensor, linear, switch_glu
 
 TINY = Geometry(model_type="mixtral", layers=2, hidden=64, intermediate=128, heads=4,
                 kv_heads=2, head_dim=16, vocab=256, experts=8, experts_per_token=2,
@@ -25,6 +26,13 @@ class MixtralFamily(FamilyBase):
         experts = int(config.get("num_local_experts") or 0)
         k = int(config.get("num_experts_per_tok") or 0) if experts else 0
         return dense_from_hf_config(config, experts=experts, experts_per_token=k)
+
+    def tensors(self, config: dict[str, Any]) -> list[Tensor]:
+        g = self.geometry(config)
+        return decoder_tensors(g, lambda i, prefix: [
+            *linear(f"{prefix}.block_sparse_moe.gate", g.experts, g.hidden, "router"),
+            *switch_glu(f"{prefix}.block_sparse_moe.switch_mlp", g.experts, g.hidden,
+                        g.intermediate)])
 
     def hf_config(self, geometry: Geometry) -> dict[str, Any]:
         if geometry.dense_layers or geometry.shared_intermediate:

@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 from mixtui.families.base import FamilyBase
-from mixtui.families.dense import SYNTHETIC_EXTRAS, common_config
+from mixtui.families.dense import SYNTHETIC_EXTRAS, common_config, decoder_tensors
 from mixtui.families.geometry import Geometry, dense_from_hf_config
+from mixtui.families.inventory import Quantization, Tensor, linear, swiglu_mlp, switch_glu
 
 # Three layers, the middle one dense: a MoE layer on each side of a dense one.
 TINY = Geometry(model_type="qwen3_moe", layers=3, hidden=64, intermediate=96, heads=4,
@@ -33,6 +34,8 @@ class Qwen3MoeFamily(FamilyBase):
     name = "qwen3_moe"
     model_types = ("qwen3_moe",)
     scoring = "softmax"
+    # mlx-lm's qwen3_moe quant_predicate: the router stays at 8 bits
+    quant_overrides = {"mlp.gate": Quantization(8, 64)}  # noqa: RUF012
 
     def geometry(self, config: dict[str, Any]) -> Geometry:
         return dense_from_hf_config(
@@ -40,6 +43,19 @@ class Qwen3MoeFamily(FamilyBase):
             experts_per_token=int(config["num_experts_per_tok"]),
             expert_intermediate=int(config["moe_intermediate_size"]),
             dense_layers=dense_layers(config), qk_norm=True)
+
+    def tensors(self, config: dict[str, Any]) -> list[Tensor]:
+        g = self.geometry(config)
+        dense = set(g.dense_layers)
+
+        def ffn(i: int, prefix: str) -> list[Tensor]:
+            if i in dense:
+                return swiglu_mlp(f"{prefix}.mlp", g.hidden, g.intermediate, "dense")
+            return [*linear(f"{prefix}.mlp.gate", g.experts, g.hidden, "router"),
+                    *switch_glu(f"{prefix}.mlp.switch_mlp", g.experts, g.hidden,
+                                g.expert_intermediate)]
+
+        return decoder_tensors(g, ffn, qk_norm=True)
 
     def hf_config(self, geometry: Geometry) -> dict[str, Any]:
         if geometry.shared_intermediate:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from mixtui.core.errors import RegistryError
 from mixtui.core.paths import builtin_registry_path, config_dir
+from mixtui.families import family_for
 from mixtui.families.geometry import Geometry
 from mixtui.registry.spec import ModelSpec, Quantization
 
@@ -18,7 +20,7 @@ _GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
 _BOOL_FIELDS = {"tie_embeddings", "qk_norm"}
 _LAYER_LIST_FIELDS = {"dense_layers"}
 _ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",
-               "geometry"}
+               "geometry", "config"}
 
 
 def user_registry_path() -> Path:
@@ -46,7 +48,26 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
     kind = raw.get("kind", "chat")
     if kind not in ("chat", "base"):
         raise bad(f"has kind '{kind}', which must be 'chat' or 'base'")
-    geo_raw = raw.get("geometry")
+    config = raw.get("config")
+    if config is not None:
+        geometry = _geometry_of_config(config, bad)
+    else:
+        geometry = _parse_geometry(raw.get("geometry"), bad)
+    quantization = _parse_quantization(raw.get("quantization"), bad)
+    for text_field in ("name", "repo", "revision", "path", "description"):
+        if text_field in raw and not isinstance(raw[text_field], str):
+            raise bad(f"field '{text_field}' must be a string")
+    return ModelSpec(
+        key=key, name=raw.get("name", key), geometry=geometry, kind=kind,
+        repo=raw.get("repo"), revision=raw.get("revision"), path=raw.get("path"),
+        quantization=quantization, description=raw.get("description", ""),
+        source="built-in" if where.startswith("built-in") else where,
+        config=dict(config) if config is not None else None,
+    )
+
+
+def _parse_geometry(geo_raw: Any, bad: Callable[[str], RegistryError]) -> Geometry:
+    """A [geometry] table: mixtui's own description of a model's shape."""
     if not isinstance(geo_raw, dict):
         raise bad("needs a [geometry] table (model_type, layers, hidden, ...)")
     missing = [n for n, f in _GEOMETRY_FIELDS.items() if n not in geo_raw and f.default is MISSING]
@@ -74,22 +95,46 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
     geometry = Geometry(**values)
     if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:
         raise bad("geometry needs 1 <= experts_per_token <= experts")
-    quant = raw.get("quantization")
-    quantization = None
-    if quant is not None:
-        if not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)
-                and isinstance(quant.get("group_size"), int) and quant["group_size"] > 0):
-            raise bad("quantization must be { bits = N, group_size = N }")
-        quantization = Quantization(bits=quant["bits"], group_size=quant["group_size"])
-    for text_field in ("name", "repo", "revision", "path", "description"):
-        if text_field in raw and not isinstance(raw[text_field], str):
-            raise bad(f"field '{text_field}' must be a string")
-    return ModelSpec(
-        key=key, name=raw.get("name", key), geometry=geometry, kind=kind,
-        repo=raw.get("repo"), revision=raw.get("revision"), path=raw.get("path"),
-        quantization=quantization, description=raw.get("description", ""),
-        source="built-in" if where.startswith("built-in") else where,
-    )
+    return geometry
+
+
+def _geometry_of_config(config: Any, bad: Callable[[str], RegistryError]) -> Geometry:
+    """A [config] table: the model's published config.json fields, read by its family."""
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise bad("has a [config] table without a model_type")
+    family = family_for(config["model_type"])
+    if family is None:
+        raise bad(f"has model_type '{config['model_type']}' in its [config], which mixtui has "
+                  "no family for; describe it with a [geometry] table instead")
+    try:
+        geometry = family.geometry(config)
+    except KeyError as exc:
+        raise bad(f"has a [config] table that lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise bad(f"has a [config] table that mixtui cannot read ({exc})") from None
+    if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:
+        raise bad("config needs 1 <= experts per token <= experts")
+    return geometry
+
+
+def _parse_quantization(quant: Any, bad: Callable[[str], RegistryError]
+                        ) -> Quantization | None:
+    """{ bits = N, group_size = N[, mode = "affine" | "mxfp4"][, experts = { ... }] }"""
+    if quant is None:
+        return None
+    usage = ('quantization must be { bits = N, group_size = N } (optionally with mode = '
+             '"affine" or "mxfp4", and experts = { ... } for the routed experts)')
+    if not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)
+            and isinstance(quant.get("group_size"), int) and quant["group_size"] > 0
+            and quant.get("mode", "affine") in ("affine", "mxfp4")
+            and set(quant) <= {"bits", "group_size", "mode", "experts"}):
+        raise bad(usage)
+    experts = quant.get("experts")
+    if experts is not None and (not isinstance(experts, dict) or "experts" in experts):
+        raise bad(usage)
+    return Quantization(bits=quant["bits"], group_size=quant["group_size"],
+                        mode=quant.get("mode", "affine"),
+                        experts=_parse_quantization(experts, bad))
 
 
 def parse_registry(text: str, origin: Path, *, builtin: bool) -> dict[str, ModelSpec]:

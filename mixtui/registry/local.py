@@ -88,10 +88,12 @@ def _spec_from_dir(name: str, model_dir: Path, repo: str | None = None) -> Model
                             "check that this is a causal language model.") from None
     kind: Kind = "chat" if _has_chat_template(model_dir) else "base"
     quant = config.get("quantization")
-    quantization = Quantization(int(quant["bits"]), int(quant["group_size"])) if quant else None
+    quantization = (Quantization(int(quant["bits"]), int(quant["group_size"]),
+                                 "mxfp4" if quant.get("mode") == "mxfp4" else "affine")
+                    if quant else None)
     return ModelSpec(key=name, name=name, geometry=geometry, kind=kind, repo=repo,
                      path=None if repo else str(model_dir), quantization=quantization,
-                     source="command line")
+                     source="command line", config=config)
 
 
 def _has_chat_template(model_dir: Path) -> bool:

@@ -1,0 +1,191 @@
+"""The checks every MoE family passes, on a tiny random model of it built from mlx-lm's own
+classes: its captured experts and weights equal an independent recomputation from each MoE
+block's own input, the tokens are the same with capture on and off, there is exactly one
+record per processed token, and experts per token can be changed.
+
+The recomputation is written here, in numpy, from each family's published routing rule
+(the reference function of its model_type in REFERENCES); it shares no code with mlx-lm or
+with mixtui's capture. It reads the router's weights from the block and the block's input
+as the model gave it (recorded by wrapping the block, not by stepping the layers by hand),
+so it works for every architecture, linear attention and sliding windows included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from mixtui.core.routing import RoutingBatch
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Finished, Generate, Tokens
+from mixtui.engine.session import Session
+from mixtui.families.adapters import get_path
+
+
+@dataclass
+class Reference:
+    """One MoE layer's routing, recomputed: (T, k) experts and weights, (T, E) scores."""
+
+    experts: np.ndarray
+    weights: np.ndarray
+    probs: np.ndarray
+
+
+def array(module: nn.Module, path: str) -> np.ndarray:
+    """A parameter of the block as float64 numpy (the tiny models are float32)."""
+    return np.array(get_path(module, path).astype(mx.float32)).astype(np.float64)
+
+
+def linear(x: np.ndarray, module: nn.Module, path: str, bias: bool = False) -> np.ndarray:
+    out = x @ array(module, f"{path}.weight").T
+    return out + array(module, f"{path}.bias") if bias else out
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def top(scores: np.ndarray, k: int) -> np.ndarray:
+    """The k largest per row, largest first (ties: the lower id)."""
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+# -- each family's rule, from its paper / Hugging Face model card ------------------------------
+def mixtral_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # logits -> top k -> softmax over the k chosen logits
+    logits = linear(x, block, "gate")
+    experts = top(logits, k)
+    weights = softmax(np.take_along_axis(logits, experts, -1))
+    return Reference(experts, weights, softmax(logits))
+
+
+def qwen3_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # softmax over all experts -> top k -> renormalise only when norm_topk_prob
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
+# model_type -> reference; every MoE family must have one (a test says so)
+REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
+    "mixtral": mixtral_reference,
+    "qwen3_moe": qwen3_moe_reference,
+}
+
+
+# -- running a tiny model and recording each MoE block's input ------------------------------------
+def greedy(max_tokens: int = 8) -> Sampling:
+    return Sampling(temperature=0.0, max_tokens=max_tokens)
+
+
+@dataclass
+class Recorded:
+    ids: list[int]  # every processed token, prompt then generated
+    generated: list[int]
+    routing: RoutingBatch | None
+    inputs: list[np.ndarray]  # per MoE layer: (T, hidden), the block's input per token
+
+
+_INPUT_CLASSES: dict[type, type] = {}
+
+
+def _input_recording(base: type) -> type:
+    if base not in _INPUT_CLASSES:
+        def call(self: Any, x: mx.array, *args: Any, **kw: Any) -> Any:
+            self._test_inputs.append(x)
+            return base.__call__(self, x, *args, **kw)
+        _INPUT_CLASSES[base] = type(f"InputRecording{base.__name__}", (base,), {"__call__": call})
+    return _INPUT_CLASSES[base]
+
+
+@contextmanager
+def block_inputs(session: Session) -> Iterator[list[list[mx.array]]]:
+    """Per MoE block, the inputs it is called with while the context is open."""
+    assert session.adapter is not None
+    blocks = [b for _, b in session.adapter.blocks(session.model)]
+    seen: list[list[mx.array]] = []
+    for block in blocks:
+        block._test_original = type(block)
+        block.__class__ = _input_recording(type(block))
+        block._test_inputs = []
+        seen.append(block._test_inputs)
+    try:
+        yield seen
+    finally:
+        for block in blocks:
+            block.__class__ = block._test_original
+            del block._test_original, block._test_inputs
+
+
+def generate(session: Session, prompt: str, sampling: Sampling | None = None,
+             capture: bool = True) -> Recorded:
+    request = Generate(1, (("user", prompt),), sampling=sampling or greedy(), capture=capture)
+    with block_inputs(session) as seen:
+        events = list(session.generate(request, flush_interval=0.0))
+    assert isinstance(events[-1], Finished), events[-1]
+    tokens = [e for e in events if isinstance(e, Tokens)]
+    ids = [i for e in tokens for i in e.ids]
+    generated = [i for e in tokens if e.phase == "generate" for i in e.ids]
+    parts = [e.routing for e in tokens]
+    routing = RoutingBatch.concat(parts) if capture else None  # type: ignore[arg-type]
+    if not capture:
+        assert all(p is None for p in parts)
+    inputs = []
+    for calls in seen:
+        flat = [np.array(c.astype(mx.float32)).reshape(-1, c.shape[-1]) for c in calls]
+        inputs.append(np.concatenate(flat).astype(np.float64))
+    return Recorded(ids, generated, routing, inputs)
+
+
+def references(session: Session, recorded: Recorded, k: int) -> list[Reference]:
+    """Each MoE layer's routing recomputed from its block's recorded input."""
+    assert session.adapter is not None
+    rule = REFERENCES[session.adapter.model_type]
+    blocks = [b for _, b in session.adapter.blocks(session.model)]
+    return [rule(block, x, k) for block, x in zip(blocks, recorded.inputs, strict=True)]
+
+
+def assert_routing_matches(routing: RoutingBatch, refs: list[Reference], *,
+                           tie: float = 1e-5, atol: float = 1e-4) -> None:
+    """Per layer and token: the same scores; the same set of experts (except at a near-tie
+    of the scores that choose them); the same weight for each chosen expert."""
+    assert routing.probs.shape[1] == len(refs)  # one record per MoE layer
+    for layer, ref in enumerate(refs):
+        assert routing.experts.shape[0] == ref.experts.shape[0]
+        np.testing.assert_allclose(routing.probs[:, layer], ref.probs, atol=atol)
+        for t in range(ref.experts.shape[0]):
+            got, want = routing.experts[t, layer], ref.experts[t]
+            if set(got.tolist()) != set(want.tolist()):
+                ranked = np.sort(ref.probs[t])[::-1]
+                k = len(want)
+                assert k < len(ranked) and ranked[k - 1] - ranked[k] < tie, (layer, t, got, want)
+                continue
+            order_got, order_want = np.argsort(got), np.argsort(want)
+            np.testing.assert_allclose(routing.weights[t, layer][order_got],
+                                       ref.weights[t][order_want], atol=atol,
+                                       err_msg=f"layer {layer}, token {t}")
+
+
+def check_routing(session: Session, prompt: str, k: int | None = None,
+                  sampling: Sampling | None = None) -> Recorded:
+    """Generate, then check the routing of every processed token against the reference."""
+    recorded = generate(session, prompt, sampling)
+    session.reset_conversation()
+    routing = recorded.routing
+    assert routing is not None
+    used = k or session.top_k
+    assert len(routing) == len(recorded.ids)  # one record per processed token
+    assert all(len(x) == len(recorded.ids) for x in recorded.inputs)
+    assert routing.experts.shape == (len(recorded.ids), len(session.moe_layers), used)
+    assert_routing_matches(routing, references(session, recorded, used))
+    return recorded
