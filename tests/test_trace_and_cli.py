@@ -49,6 +49,27 @@ def greedy_ids(tiny_moe_dir: Path) -> tuple[list[int], list[int]]:
     return prompt, generated
 
 
+# -- the format ---------------------------------------------------------------------------------
+def test_a_version_1_trace_still_reads_with_what_it_implies(tmp_path: Path) -> None:
+    # the header mixtui wrote before families (version 1), with one token record
+    v1 = tmp_path / "v1.jsonl"
+    v1.write_text(json.dumps({"type": "header", "format": "mixtui-trace", "version": 1,
+                              "model": "nano", "model_type": "qwen3_moe", "num_layers": 3,
+                              "moe_layers": [0, 2], "num_experts": 8, "top_k": 2}) + "\n"
+                  + json.dumps({"type": "token", "i": 0, "phase": "prompt", "id": 1,
+                                "text": "<s>", "experts": [[1, 2], [3, 4]],
+                                "weights": [[0.6, 0.4], [0.5, 0.5]], "probs": [[0.1] * 8] * 2})
+                  + "\n")
+    header, tokens, summary = read_trace(v1)
+    assert header["version"] == 1 and summary is None and len(tokens) == 1
+    assert header["dense_layers"] == [1] and header["scoring"] == "softmax"
+    assert header["shared_experts"] == 0 and header["family"] == "qwen3_moe"
+    v3 = tmp_path / "v3.jsonl"
+    v3.write_text(v1.read_text().replace('"version": 1', '"version": 3'))
+    with pytest.raises(ValueError, match="reads versions 1, 2"):
+        read_trace(v3)
+
+
 # -- generate -----------------------------------------------------------------------------------
 def test_generate_with_trace(cli_env: dict[str, str], tiny_moe_dir: Path, tmp_path: Path,
                              greedy_ids: tuple[list[int], list[int]]) -> None:
@@ -59,10 +80,12 @@ def test_generate_with_trace(cli_env: dict[str, str], tiny_moe_dir: Path, tmp_pa
     assert "Traceback" not in proc.stderr
 
     header, tokens, summary = read_trace(trace_path)
-    assert header["format"] == "mixtui-trace" and header["version"] == 1
-    assert header["model_type"] == "mixtral"
+    assert header["format"] == "mixtui-trace" and header["version"] == 2
+    assert header["model_type"] == "mixtral" and header["family"] == "mixtral"
     assert header["num_layers"] == 2 and header["moe_layers"] == [0, 1]
+    assert header["dense_layers"] == [] and header["shared_experts"] == 0
     assert header["num_experts"] == 8 and header["top_k"] == 2
+    assert header["scoring"] == "softmax"
 
     assert [t["i"] for t in tokens] == list(range(len(tokens)))
     phases = [t["phase"] for t in tokens]

@@ -16,15 +16,32 @@ else:  # numpy loads when routing first needs it (core/lazy.py)
     from mixtui.core.lazy import np
 
 FORMAT = "mixtui-trace"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1 (before families): read with its implied defaults
 _DIGITS = 6  # float32 routing figures, rounded for a readable file
 
 
 def header_record(info: ModelInfo) -> dict[str, Any]:
+    moe = set(info.moe_layers)
     return {"type": "header", "format": FORMAT, "version": VERSION, "model": info.name,
-            "model_type": info.model_type, "num_layers": info.num_layers,
-            "moe_layers": list(info.moe_layers), "num_experts": info.num_experts,
-            "top_k": info.top_k}
+            "model_type": info.model_type, "family": info.family or None,
+            "num_layers": info.num_layers, "moe_layers": list(info.moe_layers),
+            "dense_layers": [i for i in range(info.num_layers) if i not in moe],
+            "num_experts": info.num_experts, "top_k": info.top_k,
+            "scoring": info.scoring if info.moe_layers else None,
+            "shared_experts": info.shared_experts}
+
+
+def upgrade_header(header: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 header with the fields of version 2 it implies: the families it could
+    come from (Mixtral, Qwen3-MoE, dense) all score by softmax and have no shared experts."""
+    if header.get("version") != 1:
+        return header
+    moe = set(header.get("moe_layers") or ())
+    layers = int(header.get("num_layers") or 0)
+    return header | {"family": header.get("model_type") if moe else None,
+                     "dense_layers": [i for i in range(layers) if i not in moe],
+                     "scoring": "softmax" if moe else None, "shared_experts": 0}
 
 
 def token_records(event: Tokens, offset: int) -> list[dict[str, Any]]:
@@ -75,8 +92,10 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[s
     if not lines or lines[0].get("type") != "header" or lines[0].get("format") != FORMAT:
         raise ValueError(f"{path} is not a mixtui trace (no header line)")
     header = lines[0]
-    if header.get("version") != VERSION:
-        raise ValueError(f"{path} is trace version {header.get('version')}, not {VERSION}")
+    if header.get("version") not in READABLE:
+        raise ValueError(f"{path} is trace version {header.get('version')}; this mixtui reads "
+                         f"versions {', '.join(map(str, READABLE))}")
+    header = upgrade_header(header)
     tokens = [rec for rec in lines[1:] if rec.get("type") == "token"]
     summaries = [rec for rec in lines[1:] if rec.get("type") == "summary"]
     for i, rec in enumerate(tokens):
