@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mixtui.core.errors import MixtuiError, ModelNotLocal
+from mixtui.core.errors import MixtuiError, ModelNotLocal, Remedy, UnknownFamily, literal
 from mixtui.engine.messages import Load
+from mixtui.families import moe_model_types
 from mixtui.planner import Fit, memory_budget, plan
 from mixtui.registry.local import require_local, resolve
 from mixtui.registry.spec import ModelSpec
@@ -75,6 +76,21 @@ class Start:
 Outcome = Unavailable | Refused | OfferDownload | Start
 
 
+NO_ROUTING = Remedy("no_routing", "--no-routing")  # each front end names its own flag
+
+
+def unknown_family(spec: ModelSpec) -> UnknownFamily:
+    """The refusal of a MoE model whose `model_type` has no family in mixtui."""
+    model_type = spec.geometry.model_type
+    return UnknownFamily(
+        f"{literal(spec.name)} is a mixture-of-experts model of type {literal(model_type)}, "
+        "which mixtui has no family for, so it cannot show its routing; run it without "
+        "routing with {no_routing}, or use a model of a family docs/families.md lists.",
+        facts={"model": spec.key, "model_type": model_type,
+               "families": list(moe_model_types())},
+        remedies=(NO_ROUTING,))
+
+
 def can_fetch(spec: ModelSpec) -> bool:
     """A Hub model, and the Hub may be asked (HF_HUB_OFFLINE is not set)."""
     from huggingface_hub import constants  # deferred: huggingface_hub takes ~0.3 s to import
@@ -85,12 +101,14 @@ def can_fetch(spec: ModelSpec) -> bool:
 def decide(name: str | ModelSpec, *, context: int, force: bool = False,
            registry: dict[str, ModelSpec] | None = None, offer_download: bool = True,
            held_bytes: int = 0,
-           check: Callable[[ModelSpec], None] | None = None) -> Outcome:
+           check: Callable[[ModelSpec], None] | None = None,
+           without_routing: bool = False) -> Outcome:
     """What loading `name` comes to; nothing is started or fetched.
 
     `held_bytes`: memory the caller's current engine holds and gives back before the load
     (added to the budget); `check`: the caller's own checks of the spec (e.g. the CLI's
-    arguments), run after it resolves; what it raises propagates.
+    arguments), run after it resolves; what it raises propagates; `without_routing`: the
+    user asked to run a MoE model whose family mixtui does not know, without its routing.
     """
     label = name if isinstance(name, str) else name.key
     try:
@@ -99,6 +117,8 @@ def decide(name: str | ModelSpec, *, context: int, force: bool = False,
         return Unavailable(label, exc)
     if check is not None:
         check(spec)
+    if spec.geometry.is_moe and spec.family is None and not without_routing:
+        return Unavailable(label, unknown_family(spec), spec)
     try:
         where = require_local(spec)
     except ModelNotLocal as exc:

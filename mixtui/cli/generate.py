@@ -99,7 +99,8 @@ def _start(args: GenerateArgs) -> tuple[ChatController, ModelSpec]:
     if args.trace is not None:
         _check_trace_path(args.trace)  # before a model is loaded for nothing
     outcome = decide(args.model, context=args.max_kv_size, force=args.force,
-                     offer_download=False, check=lambda spec: check_args(args, spec))
+                     offer_download=False, check=lambda spec: check_args(args, spec),
+                     without_routing=not args.routing)
     if isinstance(outcome, Unavailable | OfferDownload):
         raise outcome.error
     if isinstance(outcome, Refused):

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model to open the TUI with (key, repo id or path)")
     parser.add_argument("--force", action="store_true",
                         help="load a model even if it does not fit the memory budget")
+    parser.add_argument("--no-routing", action="store_true",
+                        help="run a mixture-of-experts model whose family mixtui does not "
+                             "know, without its routing")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     models = sub.add_parser("models", parents=[common],
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_kv_size=args.max_kv_size, force=args.force))
         from mixtui.tui.app import run_app  # deferred: a command loads only what it needs
 
-        return run_app(args.model, force=args.force)
+        return run_app(args.model, force=args.force, without_routing=args.no_routing)
     except MixtuiError as exc:
         if debug:
             traceback.print_exc()

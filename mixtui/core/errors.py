@@ -132,6 +132,10 @@ class ModelNotFound(UsageError):
     """A model key, repo id or path that names nothing."""
 
 
+class UnknownFamily(UsageError):
+    """A MoE model whose architecture mixtui has no family for: its routing cannot be read."""
+
+
 class RegistryError(UsageError):
     """A malformed models.toml."""
 

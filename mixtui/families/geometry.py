@@ -120,6 +120,22 @@ def config_dtype_bytes(config: dict[str, Any]) -> int:
     return 4 if dtype == "float32" else 2
 
 
+# The names mlx-lm's model configs give the expert count and experts per token
+_EXPERT_COUNT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts",
+                        "moe_num_experts")
+_EXPERTS_PER_TOKEN_FIELDS = ("num_experts_per_tok", "num_experts_per_token", "top_k_experts",
+                             "moe_k")
+
+
+def _unknown_moe(config: dict[str, Any]) -> dict[str, int]:
+    """The experts of a config whose family mixtui does not know, under any usual name."""
+    experts = next((int(v) for f in _EXPERT_COUNT_FIELDS
+                    if isinstance(v := config.get(f), int) and v > 0), 0)
+    k = next((int(v) for f in _EXPERTS_PER_TOKEN_FIELDS
+              if isinstance(v := config.get(f), int) and v > 0), 1) if experts else 0
+    return {"experts": experts, "experts_per_token": min(k, experts)}
+
+
 def dense_from_hf_config(config: dict[str, Any], **moe: Any) -> Geometry:
     """The fields every decoder-only config shares (Mistral, Llama), plus a family's `moe`
     fields. A MoE type without a family still reads as MoE (its expert count, under any of
@@ -127,11 +143,7 @@ def dense_from_hf_config(config: dict[str, Any], **moe: Any) -> Geometry:
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     if not moe:
-        experts = int(config.get("num_local_experts") or config.get("num_experts")
-                      or config.get("n_routed_experts") or 0)
-        moe = {"experts": experts,
-               "experts_per_token": int(config.get("num_experts_per_tok") or 0) if experts
-               else 0}
+        moe = _unknown_moe(config)
     return Geometry(
         model_type=str(config["model_type"]),
         layers=int(config["num_hidden_layers"]),

@@ -71,13 +71,16 @@ class MixtuiApp(App[int]):
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
                  settings: Settings | None = None, persist: bool = True,
-                 mask_live_figures: bool = False, force: bool = False) -> None:
+                 mask_live_figures: bool = False, force: bool = False,
+                 without_routing: bool = False) -> None:
         """`persist`: read and write settings.json (tests pass their own `settings`);
         `mask_live_figures`: hide timing- and machine-dependent figures (snapshot tests);
-        `force`: load models that do not fit the memory budget (`mixtui --force`)."""
+        `force`: load models that do not fit the memory budget (`mixtui --force`);
+        `without_routing`: run MoE models of no known family (`mixtui --no-routing`)."""
         super().__init__()
         self.persist = persist
         self.force = force
+        self.without_routing = without_routing
         self.mask_live_figures = mask_live_figures
         warning = None
         if settings is None:
@@ -330,8 +333,9 @@ def _lower_ui_thread_priority() -> None:
         pass
 
 
-def run_app(model: str | None, force: bool = False) -> int:
-    """`mixtui [--model KEY] [--force]`: run the app; the exit code is the app's return code."""
-    app = MixtuiApp(model, force=force)
+def run_app(model: str | None, force: bool = False, without_routing: bool = False) -> int:
+    """`mixtui [--model KEY] [--force] [--no-routing]`: run the app; the exit code is the
+    app's return code."""
+    app = MixtuiApp(model, force=force, without_routing=without_routing)
     code = app.run()
     return code or 0

@@ -20,6 +20,7 @@ WORDS: dict[str, str] = {
     "context": "max_kv_size {value} in settings.json",
     "context_size": "max_kv_size in settings.json",
     "force": "; `mixtui --force` loads it anyway",
+    "no_routing": "`mixtui --no-routing`",
 }
 FORCED = WORDS | {"force": ""}  # the app runs with --force: nothing more to offer
 

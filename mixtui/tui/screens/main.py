@@ -199,7 +199,8 @@ class MainScreen(Screen[None]):
         chat = self.controller
         outcome = decide(name, context=self.app.settings.max_kv_size, force=self.app.force,
                          registry=self.registry(), offer_download=offer_download,
-                         held_bytes=chat.engine_memory())
+                         held_bytes=chat.engine_memory(),
+                         without_routing=self.app.without_routing)
         if isinstance(outcome, OfferDownload):
             self._offer_download(outcome.spec, keep_conversation)
             return
