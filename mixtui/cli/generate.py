@@ -71,9 +71,13 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
         if not g.is_moe:
             raise UsageError(f"{spec.key} is a dense model, so --experts-per-token does not "
                              "apply; leave it out.")
-        if not 1 <= k <= g.experts:
-            raise UsageError(f"--experts-per-token must be between 1 and {g.experts} for "
-                             f"{spec.key}, not {k}.")
+        family = spec.family
+        most = family.max_experts_per_token(spec.hf_config) if family else g.experts
+        if not 1 <= k <= most:
+            note = family.experts_per_token_note(spec.hf_config) if family else ""
+            raise UsageError(f"--experts-per-token must be between 1 and {most} for "
+                             f"{spec.key}, not {k}" + (f" ({note.rstrip('.')})." if note
+                                                       else "."))
 
 
 def _check_trace_path(path: Path) -> None:
