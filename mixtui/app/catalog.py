@@ -29,6 +29,9 @@ def describe(spec: ModelSpec, budget: Budget,
         "quantization": (None if spec.quantization is None else
                          {"bits": spec.quantization.bits,
                           "group_size": spec.quantization.group_size}),
+        "card": (None if spec.card is None else
+                 {"total_params": spec.card.total, "active_params": spec.card.active,
+                  "note": spec.card.note}),
         "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
         "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
     }

@@ -13,14 +13,14 @@ from mixtui.core.errors import RegistryError
 from mixtui.core.paths import builtin_registry_path, config_dir
 from mixtui.families import family_for
 from mixtui.families.geometry import Geometry
-from mixtui.registry.spec import ModelSpec, Quantization
+from mixtui.registry.spec import Card, ModelSpec, Quantization
 
 _GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
 # Geometry's fields that are not ints: named here, not read from annotation strings.
 _BOOL_FIELDS = {"tie_embeddings", "qk_norm"}
 _LAYER_LIST_FIELDS = {"dense_layers"}
 _ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",
-               "geometry", "config"}
+               "geometry", "config", "card"}
 
 
 def user_registry_path() -> Path:
@@ -54,6 +54,7 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
     else:
         geometry = _parse_geometry(raw.get("geometry"), bad)
     quantization = _parse_quantization(raw.get("quantization"), bad)
+    card = _parse_card(raw.get("card"), bad)
     for text_field in ("name", "repo", "revision", "path", "description"):
         if text_field in raw and not isinstance(raw[text_field], str):
             raise bad(f"field '{text_field}' must be a string")
@@ -62,7 +63,7 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
         repo=raw.get("repo"), revision=raw.get("revision"), path=raw.get("path"),
         quantization=quantization, description=raw.get("description", ""),
         source="built-in" if where.startswith("built-in") else where,
-        config=dict(config) if config is not None else None,
+        config=dict(config) if config is not None else None, card=card,
     )
 
 
@@ -135,6 +136,19 @@ def _parse_quantization(quant: Any, bad: Callable[[str], RegistryError]
     return Quantization(bits=quant["bits"], group_size=quant["group_size"],
                         mode=quant.get("mode", "affine"),
                         experts=_parse_quantization(experts, bad))
+
+
+def _parse_card(card: Any, bad: Callable[[str], RegistryError]) -> Card | None:
+    """{ total = 20.9e9, active = 3.6e9, note = "..." }: the model card's own counts."""
+    if card is None:
+        return None
+    ok = (isinstance(card, dict) and set(card) <= {"total", "active", "note"}
+          and all(isinstance(card.get(f), int | float) and not isinstance(card.get(f), bool)
+                  and card[f] > 0 for f in ("total", "active"))
+          and isinstance(card.get("note", ""), str))
+    if not ok:
+        raise bad('card must be { total = N, active = N, note = "..." } (parameter counts)')
+    return Card(int(card["total"]), int(card["active"]), card.get("note", ""))
 
 
 def parse_registry(text: str, origin: Path, *, builtin: bool) -> dict[str, ModelSpec]:

@@ -10,9 +10,19 @@ from mixtui.families import Family, family_for
 from mixtui.families.geometry import Geometry
 from mixtui.families.inventory import Inventory, Quantization
 
-__all__ = ["Kind", "ModelSpec", "Quantization"]
+__all__ = ["Card", "Kind", "ModelSpec", "Quantization"]
 
 Kind = Literal["chat", "base"]
+
+
+@dataclass(frozen=True)
+class Card:
+    """The parameter counts the model's publisher gives (its model card), which may count
+    another way than mixtui does (`note` says how)."""
+
+    total: int
+    active: int
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class ModelSpec:
     # the model's config.json fields (the published ones, or the file's own); None: the
     # entry gives a [geometry] table, from which its family writes them
     config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    card: Card | None = field(default=None, compare=False)
 
     @property
     def bundled(self) -> bool:
