@@ -203,8 +203,12 @@ class StatsPanel(Widget):
             if info.is_moe:
                 params = (f"{human_count(info.active_params)} active of "
                           f"{human_count(info.total_params)}")
-                experts = (f"{info.top_k} of {info.num_experts} per token, "
-                           f"{len(info.moe_layers)} layers")
+                shared = f" +{info.shared_experts} shared" if info.shared_experts else ""
+                dense = info.num_layers - len(info.moe_layers)
+                experts = (f"{info.top_k} of {info.num_experts}{shared} per token, "
+                           f"{len(info.moe_layers)} layers"
+                           + (f" (+{dense} dense)" if dense else "")
+                           + (", sigmoid" if info.scoring == "sigmoid" else ""))
             else:
                 params, experts = f"{human_count(info.total_params)} (all active)", "none (dense)"
             context = (f"{info.max_kv_size:,} tokens" if info.max_kv_size
