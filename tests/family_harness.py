@@ -83,6 +83,20 @@ REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
 }
 
 
+# -- family b: gpt_oss, deepseek_v2, deepseek_v3, glm4_moe -----------------------------------
+def gpt_oss_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF GptOssTopKRouter: logits = x W^T + b -> top k -> softmax over the k chosen logits
+    logits = linear(x, block, "router", bias=True)
+    experts = top(logits, k)
+    weights = softmax(np.take_along_axis(logits, experts, -1))
+    return Reference(experts, weights, softmax(logits))
+
+
+REFERENCES |= {
+    "gpt_oss": gpt_oss_reference,
+}
+
+
 # -- running a tiny model and recording each MoE block's input ------------------------------------
 def greedy(max_tokens: int = 8) -> Sampling:
     return Sampling(temperature=0.0, max_tokens=max_tokens)

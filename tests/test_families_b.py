@@ -1,0 +1,97 @@
+"""Family b — gpt-oss, DeepSeek-V2, DeepSeek-V3, GLM-4.5 — beyond what every family passes
+(test_family_routing.py, test_family_inventory.py): the registry's figures against the
+published counts in /work/shared/reference/model-configs/moe/README.md and the conversions'
+sizes, each family's cache rule by hand, its dense layers and shared experts, the limit on
+experts per token, and the engine's context bound on gpt-oss's own caches.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mixtui.core.errors import UsageError
+from mixtui.core.types import Sampling
+from mixtui.engine.messages import Finished, Generate
+from mixtui.engine.session import Session
+from mixtui.families import family_for
+from mixtui.registry.loader import load_registry
+
+REGISTRY = load_registry(include_user=False)
+B = 1e9
+
+
+def embeddings(key: str) -> int:
+    inv = REGISTRY[key].inventory
+    assert inv is not None
+    return sum(t.size for t in inv.tensors if t.role == "embedding")
+
+
+def assert_near(got: float, want: float, rel: float) -> None:
+    assert abs(got - want) <= rel * want, (got, want)
+
+
+# -- gpt-oss --------------------------------------------------------------------------------
+def test_gpt_oss_20b_figures() -> None:
+    spec = REGISTRY["gpt-oss-20b"]
+    # README: 20.91 B total, 4.19 B active with the embeddings, 3.61 B without (the card's 3.6)
+    assert_near(spec.total_params() / B, 20.91, 0.01)
+    assert_near(spec.active_params() / B, 4.19, 0.01)
+    assert_near((spec.active_params() - embeddings("gpt-oss-20b")) / B, 3.61, 0.01)
+    # mlx-community/gpt-oss-20b-MXFP4-Q8: 12,025,908,224 bytes (experts MXFP4, the rest 8-bit)
+    assert_near(spec.weight_bytes(), 12_025_908_224, 0.03)
+    assert "4.19 B" in spec.description and "3.6 B" in spec.description
+
+
+def test_gpt_oss_120b_is_mlx_lm_s_defaults() -> None:
+    spec = REGISTRY["gpt-oss-120b"]
+    # gpt-oss model card (arXiv 2508.10925): 116.83 B total, 5.13 B active (embeddings out)
+    assert_near(spec.total_params() / B, 116.83, 0.01)
+    assert_near((spec.active_params() - embeddings("gpt-oss-120b")) / B, 5.13, 0.01)
+    family = family_for("gpt_oss")
+    assert family is not None
+    # a config without the fields is read at mlx-lm's defaults: the same model
+    assert family.geometry({"model_type": "gpt_oss"}) == spec.geometry
+    assert spec.geometry.experts == 128 and spec.geometry.layers == 36
+
+
+def test_gpt_oss_cache_rule() -> None:
+    spec = REGISTRY["gpt-oss-20b"]
+    per_layer = 2 * 8 * 64 * 2  # keys and values, 8 kv heads of 64, bfloat16
+    # 12 full-attention layers keep every token; 12 sliding ones at most the 128 of the window
+    assert spec.kv_bytes_per_token() == 12 * per_layer
+    for tokens in (1, 100, 128, 129, 4096):
+        assert spec.cache_bytes(tokens) == per_layer * (12 * tokens + 12 * min(tokens, 128))
+    g = spec.geometry
+    assert g.dense_layers == () and g.shared_experts == 0
+    family = spec.family
+    assert family is not None
+    assert family.max_experts_per_token(spec.hf_config) == 32
+    assert family.experts_per_token_note(spec.hf_config) == ""
+
+
+def test_gpt_oss_context_bound_holds_with_its_own_caches(tiny_family_dir) -> None:
+    from mlx_lm.models.cache import KVCache, RotatingKVCache
+
+    context = 40
+    session = Session.load(str(tiny_family_dir("gpt_oss")), max_kv_size=context)
+    window = int(session.config["sliding_window"])
+    long_prompt = " ".join(f"w{i}" for i in range(5, 5 + context))
+    with pytest.raises(UsageError) as refused:
+        list(session.generate(Generate(1, (("user", long_prompt),))))
+    assert refused.value.code == "context-overflow"
+    events = list(session.generate(Generate(2, (("user", "w5 w6 w7 w8 w9 w10"),),
+                                            sampling=Sampling(temperature=0.0)),
+                                   flush_interval=0.0))
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.stats.finish_reason == "context"
+    assert finished.stats.prompt_tokens + finished.stats.generation_tokens <= context
+    cache = session._cache
+    assert cache is not None
+    for kind, c in zip(session.model.model.layer_types, cache, strict=True):
+        if kind == "full_attention":  # mlx-lm's KVCache: bounded only by the engine's limit
+            assert isinstance(c, KVCache) and c.offset <= context
+        else:
+            assert isinstance(c, RotatingKVCache) and c.max_size == window
+            assert c.keys.shape[2] <= window
+    assert window < context  # the sliding caches did rotate
