@@ -92,8 +92,35 @@ def gpt_oss_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, softmax(logits))
 
 
+def group_mask(scores: np.ndarray, n_group: int, topk_group: int, group_score: Callable
+               ) -> np.ndarray:
+    """HF DeepSeek's group limit: scores of every expert outside the `topk_group` groups with
+    the best `group_score` set to 0 (scores (T, E); groups are consecutive ids)."""
+    grouped = scores.reshape(scores.shape[0], n_group, -1)  # (T, groups, E / groups)
+    keep = top(group_score(grouped), topk_group)  # (T, topk_group)
+    mask = np.zeros(grouped.shape[:2], bool)
+    np.put_along_axis(mask, keep, True, -1)
+    return np.where(mask[..., None], grouped, 0.0).reshape(scores.shape)
+
+
+def deepseek_v2_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF DeepseekV2 MoEGate: softmax over all experts -> (group_limited_greedy: only the
+    # topk_group groups with the highest single probability compete) -> top k -> the chosen
+    # probabilities x routed_scaling_factor (norm_topk_prob is false in every published V2;
+    # mlx-lm 0.32 does not read it)
+    gate = block.gate
+    probs = softmax(x @ array(block, "gate.weight").T)
+    choosing = probs
+    if gate.topk_method == "group_limited_greedy":
+        choosing = group_mask(probs, gate.n_group, gate.topk_group, lambda g: g.max(-1))
+    experts = top(choosing, k)
+    weights = np.take_along_axis(probs, experts, -1) * gate.routed_scaling_factor
+    return Reference(experts, weights, probs)
+
+
 REFERENCES |= {
     "gpt_oss": gpt_oss_reference,
+    "deepseek_v2": deepseek_v2_reference,
 }
 
 

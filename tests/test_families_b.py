@@ -95,3 +95,60 @@ def test_gpt_oss_context_bound_holds_with_its_own_caches(tiny_family_dir) -> Non
             assert isinstance(c, RotatingKVCache) and c.max_size == window
             assert c.keys.shape[2] <= window
     assert window < context  # the sliding caches did rotate
+
+
+# -- DeepSeek-V2 ----------------------------------------------------------------------------
+def test_deepseek_v2_lite_figures() -> None:
+    spec = REGISTRY["deepseek-v2-lite-chat"]
+    # README: 15.71 B total, 2.66 B active with the embeddings, 2.45 B without (the card's 2.4)
+    assert_near(spec.total_params() / B, 15.71, 0.01)
+    assert_near(spec.active_params() / B, 2.66, 0.01)
+    assert_near((spec.active_params() - embeddings("deepseek-v2-lite-chat")) / B, 2.45, 0.01)
+    # The reference's 8.2 "GB" is GiB: 4-bit/64 is 4.5 bits a weight, so 15.7 B weights take
+    # at least 8.83e9 bytes; 8.84e9 bytes are 8.23 GiB (the routers stay in bfloat16).
+    assert_near(spec.weight_bytes(), 8.2 * 2**30, 0.03)
+    assert spec.weight_bytes() > 15.7e9 * 4.5 / 8
+    # config.json's null q_lora_rank reaches mlx-lm as None (its default would be 1536)
+    assert spec.hf_config["q_lora_rank"] is None
+
+
+def test_deepseek_v2_cache_rule_is_mlx_lm_s_not_the_paper_s() -> None:
+    spec = REGISTRY["deepseek-v2-lite-chat"]
+    # mlx-lm caches the decompressed keys (128 + 64 wide) and values (128) of all 16 heads
+    # in each of the 27 layers, in bfloat16; the paper's compressed cache would be
+    # 27 * (512 + 64) * 2 = 31,104 bytes a token.
+    per_token = 27 * 16 * (128 + 64 + 128) * 2
+    assert spec.kv_bytes_per_token() == per_token == 276_480
+    for tokens in (1, 1000, 32768):
+        assert spec.cache_bytes(tokens) == tokens * per_token
+
+
+def test_deepseek_v2_dense_layers_shared_experts_and_group_limit() -> None:
+    spec = REGISTRY["deepseek-v2-lite-chat"]
+    g = spec.geometry
+    assert g.dense_layers == (0,) and g.moe_layers == tuple(range(1, 27))
+    assert g.shared_experts == 2 and g.shared_intermediate == 2 * 1408
+    family = spec.family
+    assert family is not None
+    # V2-Lite routes greedily (n_group 1): any k up to 64, nothing to say
+    assert family.max_experts_per_token(spec.hf_config) == 64
+    assert family.experts_per_token_note(spec.hf_config) == ""
+    # the tiny model routes group-limited: 2 of 4 groups of 4 compete, so at most 8
+    tiny = family.synthetic_config()
+    assert family.max_experts_per_token(tiny) == 8
+    assert family.experts_per_token_note(tiny) == (
+        "Routing is group-limited: a token's experts come from its 2 best of 4 groups of 4, "
+        "so at most 8 experts per token.")
+    # moe_layer_freq 2 with first_k_dense_replace 1: layers 2, 4, ... are MoE
+    every_other = tiny | {"num_hidden_layers": 6, "moe_layer_freq": 2}
+    assert family.geometry(every_other).dense_layers == (0, 1, 3, 5)
+
+
+def test_deepseek_v2_tiny_model_reports_its_shared_experts(tiny_family_dir) -> None:
+    session = Session.load(str(tiny_family_dir("deepseek_v2")))
+    info = session.info()
+    assert info.moe_layers == (1, 2) and info.shared_experts == 2
+    assert info.top_k_note.startswith("Routing is group-limited")
+    with pytest.raises(UsageError, match="between 1 and 8, not 9. Routing is group-limited"):
+        session.set_experts_per_token(9)  # 16 experts, but only 2 groups of 4 compete
+    assert session.top_k == 3
