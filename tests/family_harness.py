@@ -118,9 +118,30 @@ def deepseek_v2_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+def sigmoid_noaux_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF DeepseekV3 / Glm4Moe MoEGate ("noaux_tc"): s = sigmoid(logits); choose with
+    # s + e_score_correction_bias (group-limited: only the topk_group groups whose two best
+    # biased scores sum highest compete) -> top k -> weights from the unbiased s,
+    # renormalised when norm_topk_prob, x routed_scaling_factor. One difference from HF:
+    # at k = 1 mlx-lm 0.32 does not renormalise (HF would give the one expert 1.0), and
+    # the reference follows what the block multiplies by.
+    gate = block.gate
+    scores = 1.0 / (1.0 + np.exp(-(x @ array(block, "gate.weight").T)))
+    choosing = scores + array(block, "gate.e_score_correction_bias")
+    if gate.n_group > 1:
+        choosing = group_mask(choosing, gate.n_group, gate.topk_group,
+                              lambda g: np.sort(g, -1)[..., -2:].sum(-1))
+    experts = top(choosing, k)
+    weights = np.take_along_axis(scores, experts, -1)
+    if gate.norm_topk_prob and k > 1:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights * gate.routed_scaling_factor, scores)
+
+
 REFERENCES |= {
     "gpt_oss": gpt_oss_reference,
     "deepseek_v2": deepseek_v2_reference,
+    "deepseek_v3": sigmoid_noaux_reference,
 }
 
 

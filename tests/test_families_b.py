@@ -152,3 +152,47 @@ def test_deepseek_v2_tiny_model_reports_its_shared_experts(tiny_family_dir) -> N
     with pytest.raises(UsageError, match="between 1 and 8, not 9. Routing is group-limited"):
         session.set_experts_per_token(9)  # 16 experts, but only 2 groups of 4 compete
     assert session.top_k == 3
+
+
+# -- DeepSeek-V3 (no registry entry: no published config at hand) ----------------------------
+def test_deepseek_v3_cache_rule_and_group_limit() -> None:
+    family = family_for("deepseek_v3")
+    assert family is not None
+    tiny = family.synthetic_config()
+    # mlx-lm's V3 caches the compressed latent (kv_lora_rank 32) and the rotary key (8) once
+    # per layer, whatever the heads: 3 layers x 40 x 4 bytes (float32)
+    assert family.kv_bytes_per_token(tiny, 4) == 3 * (32 + 8) * 4
+    assert family.cache_bytes(tiny, 100, 2) == 100 * 3 * 40 * 2
+    g = family.geometry(tiny)
+    assert g.dense_layers == (0,) and g.shared_experts == 1 and g.shared_intermediate == 32
+    assert family.max_experts_per_token(tiny) == 8
+    assert "2 best of 4 groups of 4" in family.experts_per_token_note(tiny)
+    # without groups nothing limits k
+    ungrouped = tiny | {"n_group": 1, "topk_group": 1}
+    assert family.max_experts_per_token(ungrouped) == 16
+    assert family.experts_per_token_note(ungrouped) == ""
+
+
+# -- every family of b: the cache rule against the cache mlx-lm really filled ----------------
+@pytest.mark.parametrize("model_type", ["gpt_oss", "deepseek_v2", "deepseek_v3", "glm4_moe"])
+def test_cache_rule_is_what_mlx_lm_stores(model_type: str, tiny_family_dir) -> None:
+    family = family_for(model_type)
+    assert family is not None
+    session = Session.load(str(tiny_family_dir(model_type)))
+    events = list(session.generate(Generate(1, (("user", "w5 w6 w7 w8 w9 w10 w11"),),
+                                            sampling=Sampling(temperature=0.0,
+                                                              max_tokens=12)),
+                                   flush_interval=0.0))
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    tokens = finished.stats.prompt_tokens + finished.stats.generation_tokens
+    stored = 0
+    assert session._cache is not None
+    for c in session._cache:
+        keys, values = c.keys, c.values
+        held = min(c.offset, keys.shape[2])  # KVCache allocates ahead in steps of 256
+        per_token = (keys.shape[1] * keys.shape[3] + values.shape[1] * values.shape[3])
+        stored += held * per_token * keys.itemsize
+    # mlx-lm runs every token it yields through the model (the next step is queued ahead)
+    assert stored == family.cache_bytes(session.config, tokens, 4)
+    assert tokens > int(session.config.get("sliding_window") or 0)  # windows full
