@@ -142,6 +142,7 @@ REFERENCES |= {
     "gpt_oss": gpt_oss_reference,
     "deepseek_v2": deepseek_v2_reference,
     "deepseek_v3": sigmoid_noaux_reference,
+    "glm4_moe": sigmoid_noaux_reference,
 }
 
 

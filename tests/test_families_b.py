@@ -196,3 +196,48 @@ def test_cache_rule_is_what_mlx_lm_stores(model_type: str, tiny_family_dir) -> N
     # mlx-lm runs every token it yields through the model (the next step is queued ahead)
     assert stored == family.cache_bytes(session.config, tokens, 4)
     assert tokens > int(session.config.get("sliding_window") or 0)  # windows full
+
+
+# -- GLM-4.5 --------------------------------------------------------------------------------
+def test_glm_4_5_air_figures() -> None:
+    spec = REGISTRY["glm-4.5-air"]
+    # README: 106.85 B total, 13.42 B active with the embeddings, 12.80 B without (card: 12 B)
+    assert_near(spec.total_params() / B, 106.85, 0.01)
+    assert_near(spec.active_params() / B, 13.42, 0.01)
+    assert_near((spec.active_params() - embeddings("glm-4.5-air")) / B, 12.80, 0.01)
+    # mlx-community/GLM-4.5-Air-4bit: 60.2 GB (the routers, bare weights, in bfloat16)
+    assert_near(spec.weight_bytes(), 60.2e9, 0.03)
+    assert spec.hf_config["rope_scaling"] is None  # config_nulls
+
+
+def test_glm_4_5_air_cache_layers_and_k() -> None:
+    spec = REGISTRY["glm-4.5-air"]
+    # grouped-query attention in all 46 layers: 8 kv heads of 128 (heads x head_dim is
+    # 12,288, not hidden 4,096: the head_dim field, not hidden / heads), bfloat16
+    per_token = 46 * 2 * 8 * 128 * 2
+    assert spec.kv_bytes_per_token() == per_token == 188_416
+    for tokens in (1, 4096, 131072):
+        assert spec.cache_bytes(tokens) == tokens * per_token
+    g = spec.geometry
+    assert g.dense_layers == (0,) and len(g.moe_layers) == 45
+    assert g.shared_experts == 1 and g.shared_intermediate == 1408
+    family = spec.family
+    assert family is not None and family.scoring == "sigmoid"
+    # n_group 1 (the notes' value): nothing limits k
+    assert family.max_experts_per_token(spec.hf_config) == 128
+    assert family.experts_per_token_note(spec.hf_config) == ""
+    tiny = family.synthetic_config()
+    assert family.max_experts_per_token(tiny) == 8
+    assert family.experts_per_token_note(tiny) == (
+        "Routing is group-limited: a token's experts come from its 2 best of 4 groups of 4, "
+        "so at most 8 experts per token.")
+
+
+def test_config_nulls_must_name_fields(isolated_config_dir) -> None:
+    from mixtui.core.errors import RegistryError
+
+    (isolated_config_dir / "models.toml").write_text(
+        '[models.x]\nrepo = "org/x"\nconfig_nulls = "q_lora_rank"\n'
+        '[models.x.config]\nmodel_type = "deepseek_v2"\n')
+    with pytest.raises(RegistryError, match="config_nulls"):
+        load_registry()

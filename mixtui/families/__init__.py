@@ -11,6 +11,7 @@ from mixtui.families import (
     deepseek_v2,  # family b
     deepseek_v3,  # family b
     dense,
+    glm4_moe,  # family b
     gpt_oss,  # family b
     mixtral,
     qwen3_moe,
@@ -22,7 +23,7 @@ __all__ = ["FAMILIES", "Family", "Scoring", "family_for", "moe_model_types"]
 
 FAMILIES: tuple[Family, ...] = (mixtral.FAMILY, qwen3_moe.FAMILY, dense.FAMILY)
 # family b: gpt-oss, DeepSeek-V2/V3, GLM-4.5
-FAMILIES += (gpt_oss.FAMILY, deepseek_v2.FAMILY, deepseek_v3.FAMILY)
+FAMILIES += (gpt_oss.FAMILY, deepseek_v2.FAMILY, deepseek_v3.FAMILY, glm4_moe.FAMILY)
 _BY_MODEL_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 for _model_type, _family in _BY_MODEL_TYPE.items():
     register_mapping(_model_type, _family.geometry)
