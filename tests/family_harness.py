@@ -83,6 +83,69 @@ REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
 }
 
 
+# -- family b: gpt_oss, deepseek_v2, deepseek_v3, glm4_moe -----------------------------------
+def gpt_oss_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF GptOssTopKRouter: logits = x W^T + b -> top k -> softmax over the k chosen logits
+    logits = linear(x, block, "router", bias=True)
+    experts = top(logits, k)
+    weights = softmax(np.take_along_axis(logits, experts, -1))
+    return Reference(experts, weights, softmax(logits))
+
+
+def group_mask(scores: np.ndarray, n_group: int, topk_group: int, group_score: Callable
+               ) -> np.ndarray:
+    """HF DeepSeek's group limit: scores of every expert outside the `topk_group` groups with
+    the best `group_score` set to 0 (scores (T, E); groups are consecutive ids)."""
+    grouped = scores.reshape(scores.shape[0], n_group, -1)  # (T, groups, E / groups)
+    keep = top(group_score(grouped), topk_group)  # (T, topk_group)
+    mask = np.zeros(grouped.shape[:2], bool)
+    np.put_along_axis(mask, keep, True, -1)
+    return np.where(mask[..., None], grouped, 0.0).reshape(scores.shape)
+
+
+def deepseek_v2_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF DeepseekV2 MoEGate: softmax over all experts -> (group_limited_greedy: only the
+    # topk_group groups with the highest single probability compete) -> top k -> the chosen
+    # probabilities x routed_scaling_factor (norm_topk_prob is false in every published V2;
+    # mlx-lm 0.32 does not read it)
+    gate = block.gate
+    probs = softmax(x @ array(block, "gate.weight").T)
+    choosing = probs
+    if gate.topk_method == "group_limited_greedy":
+        choosing = group_mask(probs, gate.n_group, gate.topk_group, lambda g: g.max(-1))
+    experts = top(choosing, k)
+    weights = np.take_along_axis(probs, experts, -1) * gate.routed_scaling_factor
+    return Reference(experts, weights, probs)
+
+
+def sigmoid_noaux_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # HF DeepseekV3 / Glm4Moe MoEGate ("noaux_tc"): s = sigmoid(logits); choose with
+    # s + e_score_correction_bias (group-limited: only the topk_group groups whose two best
+    # biased scores sum highest compete) -> top k -> weights from the unbiased s,
+    # renormalised when norm_topk_prob, x routed_scaling_factor. One difference from HF:
+    # at k = 1 mlx-lm 0.32 does not renormalise (HF would give the one expert 1.0), and
+    # the reference follows what the block multiplies by.
+    gate = block.gate
+    scores = 1.0 / (1.0 + np.exp(-(x @ array(block, "gate.weight").T)))
+    choosing = scores + array(block, "gate.e_score_correction_bias")
+    if gate.n_group > 1:
+        choosing = group_mask(choosing, gate.n_group, gate.topk_group,
+                              lambda g: np.sort(g, -1)[..., -2:].sum(-1))
+    experts = top(choosing, k)
+    weights = np.take_along_axis(scores, experts, -1)
+    if gate.norm_topk_prob and k > 1:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights * gate.routed_scaling_factor, scores)
+
+
+REFERENCES |= {
+    "gpt_oss": gpt_oss_reference,
+    "deepseek_v2": deepseek_v2_reference,
+    "deepseek_v3": sigmoid_noaux_reference,
+    "glm4_moe": sigmoid_noaux_reference,
+}
+
+
 # -- running a tiny model and recording each MoE block's input ------------------------------------
 def greedy(max_tokens: int = 8) -> Sampling:
     return Sampling(temperature=0.0, max_tokens=max_tokens)

@@ -94,6 +94,8 @@ def test_every_family_maps_its_registry_geometries_both_ways() -> None:
             continue
         family = family_for(spec.geometry.model_type)
         assert family is not None, spec.key
+        if spec.config is not None:  # given by its published config.json: nothing to invert
+            continue
         seen.add(family.name)
         config = family.hf_config(spec.geometry)
         assert config["model_type"] == spec.geometry.model_type

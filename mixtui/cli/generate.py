@@ -76,8 +76,7 @@ def check_args(args: GenerateArgs, spec: ModelSpec) -> None:
         if not 1 <= k <= most:
             note = family.experts_per_token_note(spec.hf_config) if family else ""
             raise UsageError(f"--experts-per-token must be between 1 and {most} for "
-                             f"{spec.key}, not {k}" + (f" ({note.rstrip('.')})." if note
-                                                       else "."))
+                             f"{spec.key}, not {k}." + (f" {note}" if note else ""))
 
 
 def _check_trace_path(path: Path) -> None:

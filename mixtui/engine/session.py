@@ -263,12 +263,13 @@ class Session:
                 raise UsageError(no_family_message(self.geometry.model_type))
             raise UsageError(f"{self.name} is a dense model: it has no experts to choose.")
         k = self.default_top_k if k is None else k
-        most = (self.family.max_experts_per_token(self.config) if self.family
-                else self.geometry.experts)
+        experts = self.geometry.experts
+        # group-limited routing (DeepSeek, GLM) can choose only among its best groups
+        most = self.family.max_experts_per_token(self.config) if self.family else experts
         if not 1 <= k <= most:
             note = self.family.experts_per_token_note(self.config) if self.family else ""
-            raise UsageError(f"Experts per token must be between 1 and {most}, not {k}"
-                             + (f" ({note.rstrip('.')})." if note else "."),
+            raise UsageError(f"Experts per token must be between 1 and {most}, not {k}."
+                             + (f" {note}" if note else ""),
                              code="experts-per-token", facts={"most": most, "asked": k})
         for _, block in self._blocks:
             self.adapter.set_top_k(block, k)

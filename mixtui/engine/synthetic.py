@@ -68,6 +68,19 @@ def write_tokenizer(path: Path, vocab: int, chat: bool) -> None:
         {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}))
 
 
+def _no_zero_parameters(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Small random values for the parameters mlx-lm creates as zeros (DeepSeek's and GLM's
+    router weights and selection bias, gpt-oss's attention sinks and expert biases): a
+    router of zeros scores every expert the same, and its routing would be all ties. The
+    other parameters keep the values (and the draws) they had."""
+    for name, value in weights.items():
+        if (mx.issubdtype(value.dtype, mx.floating) and value.size
+                and not mx.any(value).item()):
+            scale = value.shape[-1] ** -0.5 if value.ndim > 1 else 0.1
+            weights[name] = mx.random.uniform(-scale, scale, value.shape, value.dtype)
+    return weights
+
+
 def make_model_dir(path: Path, config: dict[str, Any], *, seed: int = 0, chat: bool = True,
                    bits: int | None = None, group_size: int = 64) -> Path:
     """Write config.json, random safetensors weights and a tokenizer that mlx_lm.load reads."""
@@ -83,7 +96,7 @@ def make_model_dir(path: Path, config: dict[str, Any], *, seed: int = 0, chat: b
     if bits is not None:
         nn.quantize(model, group_size=group_size, bits=bits)
         config["quantization"] = {"group_size": group_size, "bits": bits}
-    weights = dict(tree_flatten(model.parameters()))
+    weights = _no_zero_parameters(dict(tree_flatten(model.parameters())))
     mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
     (path / "config.json").write_text(json.dumps(config, indent=1))
     write_tokenizer(path, int(config["vocab_size"]), chat)

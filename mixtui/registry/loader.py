@@ -20,7 +20,7 @@ _GEOMETRY_FIELDS = {f.name: f for f in fields(Geometry)}
 _BOOL_FIELDS = {"tie_embeddings", "qk_norm"}
 _LAYER_LIST_FIELDS = {"dense_layers"}
 _ENTRY_KEYS = {"name", "repo", "revision", "path", "kind", "quantization", "description",
-               "geometry", "config", "card"}
+               "geometry", "config", "config_nulls", "card"}
 
 
 def user_registry_path() -> Path:
@@ -49,6 +49,14 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
     if kind not in ("chat", "base"):
         raise bad(f"has kind '{kind}', which must be 'chat' or 'base'")
     config = raw.get("config")
+    nulls = raw.get("config_nulls", [])
+    if not (isinstance(nulls, list) and all(isinstance(n, str) for n in nulls)) or (
+            nulls and not isinstance(config, dict)):
+        raise bad("has 'config_nulls', which must be a list of [config] field names")
+    if nulls and isinstance(config, dict):
+        # TOML has no null: the config.json fields that are null (DeepSeek-V2-Lite's
+        # q_lora_rank, where mlx-lm's default is a number) are named here
+        config = dict(config) | dict.fromkeys(nulls)
     if config is not None:
         geometry = _geometry_of_config(config, bad)
     else:
