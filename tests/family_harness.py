@@ -76,10 +76,26 @@ def qwen3_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+# -- families a: olmoe, qwen2_moe, qwen3_next, granitemoe, phimoe --------------------------------
+def olmoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # OLMoE (HF OlmoeSparseMoeBlock): softmax over all experts -> top k -> renormalise only
+    # when norm_topk_prob (OLMoE-1B-7B: false)
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
     "qwen3_moe": qwen3_moe_reference,
+}
+# families a
+REFERENCES |= {
+    "olmoe": olmoe_reference,
 }
 
 
