@@ -88,6 +88,18 @@ def olmoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+def qwen2_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Qwen1.5/Qwen2-MoE (HF Qwen2MoeSparseMoeBlock): softmax over all experts -> top k ->
+    # renormalise only when norm_topk_prob (Qwen1.5-MoE: false; mlx-lm reads no such field,
+    # so a block without it is taken as false). The shared expert is not routed.
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if getattr(block, "norm_topk_prob", False):
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
@@ -96,6 +108,7 @@ REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
 # families a
 REFERENCES |= {
     "olmoe": olmoe_reference,
+    "qwen2_moe": qwen2_moe_reference,
 }
 
 
