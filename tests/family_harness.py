@@ -100,6 +100,17 @@ def qwen2_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+def qwen3_next_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Qwen3-Next (HF Qwen3NextSparseMoeBlock): softmax over all experts -> top k ->
+    # renormalise when norm_topk_prob; the shared expert (sigmoid-gated) is not routed
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
@@ -109,6 +120,7 @@ REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
 REFERENCES |= {
     "olmoe": olmoe_reference,
     "qwen2_moe": qwen2_moe_reference,
+    "qwen3_next": qwen3_next_reference,
 }
 
 
