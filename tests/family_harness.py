@@ -111,6 +111,14 @@ def qwen3_next_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+def granitemoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Granite MoE (HF GraniteMoeTopKGating): top k of the raw logits -> softmax over those k
+    logits = linear(x, block, "router.layer")
+    experts = top(logits, k)
+    weights = softmax(np.take_along_axis(logits, experts, -1))
+    return Reference(experts, weights, softmax(logits))
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
@@ -121,6 +129,7 @@ REFERENCES |= {
     "olmoe": olmoe_reference,
     "qwen2_moe": qwen2_moe_reference,
     "qwen3_next": qwen3_next_reference,
+    "granitemoe": granitemoe_reference,
 }
 
 

@@ -114,3 +114,39 @@ def test_qwen3_next_cache_grows_only_in_its_full_attention_layers() -> None:
     assert s.cache_bytes(0) == 0
     for tokens in (1, 4096, 262144):
         assert s.cache_bytes(tokens) == tokens * per_token + state
+
+
+# -- Granite MoE ---------------------------------------------------------------------------------
+def test_granitemoe_figures() -> None:
+    key = "granite-3.1-3b-a800m-instruct"
+    assert_params(key, 3.30, 0.88)
+    s = spec(key)
+    g = s.geometry
+    assert (g.experts, g.experts_per_token, g.head_dim, g.tie_embeddings) == (40, 8, 64, True)
+    assert g.dense_layers == () and g.shared_experts == 0
+    # IBM's own weights (no MLX conversion known, so no size to compare): bfloat16, all of it
+    assert s.quantization is None
+    assert s.weight_bytes() == 2 * s.total_params()
+
+
+def test_granitemoe_quantizes_its_expert_down_projections_at_8_bits() -> None:
+    # mlx-lm's quant_predicate names `mlp.down_proj`, which `switch_mlp.down_proj` ends with:
+    # a 4-bit conversion keeps a third of the experts' weights at 8 bits
+    from mixtui.families.inventory import Quantization
+
+    s = spec("granite-3.1-3b-a800m-instruct")
+    family, inv = s.family, s.inventory
+    assert family is not None and inv is not None
+    q4, q8 = Quantization(4, 64), Quantization(8, 64)
+    at8 = [t for t in inv.tensors if t.quantizable and t.module.endswith(
+        ("router.layer", "self_attn.o_proj", "switch_mlp.down_proj"))]
+    assert len(at8) == 3 * 32
+    extra = sum(q8.bytes_for(t.size) - q4.bytes_for(t.size) for t in at8)
+    assert inv.weight_bytes(q4, 2, family.quant_overrides) - inv.weight_bytes(q4, 2) == extra
+
+
+def test_granitemoe_cache_is_every_layer_s_keys_and_values() -> None:
+    s = spec("granite-3.1-3b-a800m-instruct")
+    per_token = 2 * 32 * 8 * 64 * 2
+    for tokens in (1, 2048, 131072):
+        assert s.cache_bytes(tokens) == tokens * per_token

@@ -7,7 +7,15 @@ Importing this package (and every pure family module) never imports MLX.
 
 from __future__ import annotations
 
-from mixtui.families import dense, mixtral, olmoe, qwen2_moe, qwen3_moe, qwen3_next
+from mixtui.families import (
+    dense,
+    granitemoe,
+    mixtral,
+    olmoe,
+    qwen2_moe,
+    qwen3_moe,
+    qwen3_next,
+)
 from mixtui.families.base import Family, Scoring
 from mixtui.families.geometry import register_mapping
 
@@ -15,7 +23,7 @@ __all__ = ["FAMILIES", "Family", "Scoring", "family_for", "moe_model_types"]
 
 FAMILIES: tuple[Family, ...] = (mixtral.FAMILY, qwen3_moe.FAMILY, dense.FAMILY)
 # families a: OLMoE, Qwen2-MoE, Qwen3-Next, Granite MoE, Phi-3.5-MoE
-FAMILIES += (olmoe.FAMILY, qwen2_moe.FAMILY, qwen3_next.FAMILY)
+FAMILIES += (olmoe.FAMILY, qwen2_moe.FAMILY, qwen3_next.FAMILY, granitemoe.FAMILY)
 _BY_MODEL_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 for _model_type, _family in _BY_MODEL_TYPE.items():
     register_mapping(_model_type, _family.geometry)
