@@ -119,6 +119,28 @@ def granitemoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, softmax(logits))
 
 
+def phimoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Phi-3.5-MoE (HF modeling_phimoe `sparsemixer`, inference path), its two rounds taken
+    # k times: the best remaining expert; its weight is its softmax probability among the
+    # remaining experts whose logit is within the jitter band of the best,
+    # (best - logit) / max(|logit|, best) <= 2 * jitter; then it is masked out.
+    logits = linear(x, block, "gate")
+    jitter = float(block.jitter_eps)
+    remaining = logits.copy()
+    experts = np.zeros((len(x), k), np.int64)
+    weights = np.zeros((len(x), k))
+    rows = np.arange(len(x))
+    for r in range(k):
+        best = remaining.max(-1, keepdims=True)
+        chosen = remaining.argmax(-1)
+        factor = np.maximum(np.abs(logits), best)
+        band = np.where((best - logits) / factor > 2 * jitter, -np.inf, remaining)
+        experts[:, r] = chosen
+        weights[:, r] = softmax(band)[rows, chosen]
+        remaining[rows, chosen] = -np.inf
+    return Reference(experts, weights, softmax(logits))
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
@@ -130,6 +152,7 @@ REFERENCES |= {
     "qwen2_moe": qwen2_moe_reference,
     "qwen3_next": qwen3_next_reference,
     "granitemoe": granitemoe_reference,
+    "phimoe": phimoe_reference,
 }
 
 

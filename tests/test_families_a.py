@@ -150,3 +150,24 @@ def test_granitemoe_cache_is_every_layer_s_keys_and_values() -> None:
     per_token = 2 * 32 * 8 * 64 * 2
     for tokens in (1, 2048, 131072):
         assert s.cache_bytes(tokens) == tokens * per_token
+
+
+# -- Phi-3.5-MoE ---------------------------------------------------------------------------------
+def test_phimoe_figures() -> None:
+    assert_params("phi-3.5-moe-instruct", 41.87, 6.64)
+    s = spec("phi-3.5-moe-instruct")
+    # the 23.6 GB of one app catalog (an estimate): phimoe has no quantization exceptions
+    assert s.weight_bytes() == pytest.approx(23.6 * B, rel=0.03)
+    g = s.geometry
+    assert (g.experts, g.experts_per_token, g.head_dim) == (16, 2, 128)
+    assert g.dense_layers == () and g.shared_experts == 0 and not g.tie_embeddings
+    rope = s.hf_config["rope_scaling"]
+    assert rope["long_factor"] == rope["short_factor"] == [1.0] * (128 // 2)
+
+
+def test_phimoe_cache_is_every_layer_s_keys_and_values() -> None:
+    # mlx-lm keeps the whole context (its `sliding_window` of 131072 is not read)
+    s = spec("phi-3.5-moe-instruct")
+    per_token = 2 * 32 * 8 * 128 * 2
+    for tokens in (1, 4096, 131072):
+        assert s.cache_bytes(tokens) == tokens * per_token

@@ -12,6 +12,7 @@ from mixtui.families import (
     granitemoe,
     mixtral,
     olmoe,
+    phimoe,
     qwen2_moe,
     qwen3_moe,
     qwen3_next,
@@ -23,7 +24,8 @@ __all__ = ["FAMILIES", "Family", "Scoring", "family_for", "moe_model_types"]
 
 FAMILIES: tuple[Family, ...] = (mixtral.FAMILY, qwen3_moe.FAMILY, dense.FAMILY)
 # families a: OLMoE, Qwen2-MoE, Qwen3-Next, Granite MoE, Phi-3.5-MoE
-FAMILIES += (olmoe.FAMILY, qwen2_moe.FAMILY, qwen3_next.FAMILY, granitemoe.FAMILY)
+FAMILIES += (olmoe.FAMILY, qwen2_moe.FAMILY, qwen3_next.FAMILY, granitemoe.FAMILY,
+             phimoe.FAMILY)
 _BY_MODEL_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 for _model_type, _family in _BY_MODEL_TYPE.items():
     register_mapping(_model_type, _family.geometry)
