@@ -7,7 +7,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-# Deferred to the engine like every hooks module: mlx-lm's phimoe holds the rule itself.
+# mlx-lm's phimoe holds the rule itself (a hooks module is imported by the engine only)
 from mlx_lm.models.phimoe import sparsemixer
 
 from mixtui.families.adapters import MoEAdapter
