@@ -171,3 +171,16 @@ def test_phimoe_cache_is_every_layer_s_keys_and_values() -> None:
     per_token = 2 * 32 * 8 * 128 * 2
     for tokens in (1, 4096, 131072):
         assert s.cache_bytes(tokens) == tokens * per_token
+
+
+# -- experts per token ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("key", "experts"), [
+    ("olmoe-1b-7b-instruct", 64), ("qwen1.5-moe-a2.7b-chat", 60),
+    ("qwen3-next-80b-a3b-instruct", 512), ("granite-3.1-3b-a800m-instruct", 40),
+    ("phi-3.5-moe-instruct", 16)])
+def test_no_family_of_these_constrains_experts_per_token(key: str, experts: int) -> None:
+    s = spec(key)
+    family = s.family
+    assert family is not None
+    assert family.max_experts_per_token(s.hf_config) == experts == s.geometry.experts
+    assert family.experts_per_token_note(s.hf_config) == ""
