@@ -76,10 +76,83 @@ def qwen3_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
+# -- families a: olmoe, qwen2_moe, qwen3_next, granitemoe, phimoe --------------------------------
+def olmoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # OLMoE (HF OlmoeSparseMoeBlock): softmax over all experts -> top k -> renormalise only
+    # when norm_topk_prob (OLMoE-1B-7B: false)
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
+def qwen2_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Qwen1.5/Qwen2-MoE (HF Qwen2MoeSparseMoeBlock): softmax over all experts -> top k ->
+    # renormalise only when norm_topk_prob (Qwen1.5-MoE: false; mlx-lm reads no such field,
+    # so a block without it is taken as false). The shared expert is not routed.
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if getattr(block, "norm_topk_prob", False):
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
+def qwen3_next_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Qwen3-Next (HF Qwen3NextSparseMoeBlock): softmax over all experts -> top k ->
+    # renormalise when norm_topk_prob; the shared expert (sigmoid-gated) is not routed
+    probs = softmax(linear(x, block, "gate"))
+    experts = top(probs, k)
+    weights = np.take_along_axis(probs, experts, -1)
+    if block.norm_topk_prob:
+        weights = weights / weights.sum(-1, keepdims=True)
+    return Reference(experts, weights, probs)
+
+
+def granitemoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Granite MoE (HF GraniteMoeTopKGating): top k of the raw logits -> softmax over those k
+    logits = linear(x, block, "router.layer")
+    experts = top(logits, k)
+    weights = softmax(np.take_along_axis(logits, experts, -1))
+    return Reference(experts, weights, softmax(logits))
+
+
+def phimoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    # Phi-3.5-MoE (HF modeling_phimoe `sparsemixer`, inference path), its two rounds taken
+    # k times: the best remaining expert; its weight is its softmax probability among the
+    # remaining experts whose logit is within the jitter band of the best,
+    # (best - logit) / max(|logit|, best) <= 2 * jitter; then it is masked out.
+    logits = linear(x, block, "gate")
+    jitter = float(block.jitter_eps)
+    remaining = logits.copy()
+    experts = np.zeros((len(x), k), np.int64)
+    weights = np.zeros((len(x), k))
+    rows = np.arange(len(x))
+    for r in range(k):
+        best = remaining.max(-1, keepdims=True)
+        chosen = remaining.argmax(-1)
+        factor = np.maximum(np.abs(logits), best)
+        band = np.where((best - logits) / factor > 2 * jitter, -np.inf, remaining)
+        experts[:, r] = chosen
+        weights[:, r] = softmax(band)[rows, chosen]
+        remaining[rows, chosen] = -np.inf
+    return Reference(experts, weights, softmax(logits))
+
+
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
     "mixtral": mixtral_reference,
     "qwen3_moe": qwen3_moe_reference,
+}
+# families a
+REFERENCES |= {
+    "olmoe": olmoe_reference,
+    "qwen2_moe": qwen2_moe_reference,
+    "qwen3_next": qwen3_next_reference,
+    "granitemoe": granitemoe_reference,
+    "phimoe": phimoe_reference,
 }
 
 

@@ -90,21 +90,22 @@ def test_every_family_maps_its_registry_geometries_both_ways() -> None:
     specs = load_registry(include_user=False)
     seen = set()
     for spec in specs.values():
-        if spec.config is not None:  # described by its published config.json, not a geometry
-            continue
         family = family_for(spec.geometry.model_type)
         assert family is not None, spec.key
-        if spec.config is not None:  # given by its published config.json: nothing to invert
-            continue
         seen.add(family.name)
-        config = family.hf_config(spec.geometry)
+        if spec.config is not None:  # given by its published config.json: read it the same way
+            config = spec.config
+            assert family.geometry(config) == spec.geometry, spec.key
+        else:  # a [geometry] table: the family writes the config.json fields and reads them back
+            config = family.hf_config(spec.geometry)
+            back = family.geometry(config)
+            assert back == replace(spec.geometry, dtype_bytes=back.dtype_bytes), spec.key
         assert config["model_type"] == spec.geometry.model_type
-        back = family.geometry(config)
-        assert back == replace(spec.geometry, dtype_bytes=back.dtype_bytes), spec.key
-        assert Geometry.from_hf_config(config) == back  # the same mapping through Geometry
-        assert spec.kv_bytes_per_token() == family.kv_bytes_per_token(config,
-                                                                      back.dtype_bytes)
-    assert seen == {"mixtral", "qwen3_moe", "dense"}
+        assert Geometry.from_hf_config(config) == family.geometry(config)  # through Geometry
+        assert spec.kv_bytes_per_token() == family.kv_bytes_per_token(
+            config, spec.geometry.dtype_bytes)
+    assert {"mixtral", "qwen3_moe", "dense"} <= seen
+    assert seen <= {f.name for f in FAMILIES}
     assert {"mixtral", "qwen3_moe"} <= set(moe_model_types())
     assert {f.scoring for f in FAMILIES if f.is_moe} <= {"softmax", "sigmoid"}
 

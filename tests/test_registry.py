@@ -16,7 +16,10 @@ from mixtui.registry.local import local_dir, local_state, resolve
 from mixtui.registry.spec import ModelSpec
 
 KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct"]
+        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct",
+        # families a
+        "qwen3-next-80b-a3b-instruct", "olmoe-1b-7b-instruct", "granite-3.1-3b-a800m-instruct",
+        "phi-3.5-moe-instruct", "qwen1.5-moe-a2.7b-chat"]
 REFERENCE_FILES = {
     "mistral-7b-instruct": "mistral-7b-instruct-v0.3.json",
     "mixtral-8x7b-instruct": "mixtral-8x7b-instruct-v0.1.json",

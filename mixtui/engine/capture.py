@@ -41,13 +41,13 @@ class RoutingCapture:
             self._logits.append([])
             self._ids.append([])
             self._weights.append([])
-        self._logits[-1].append(logits)
+        self._logits[-1].append(_per_step(logits))
 
     def expert_ids(self, ordinal: int, indices: mx.array) -> None:
-        self._ids[-1].append(indices)
+        self._ids[-1].append(_per_step(indices))
 
     def gate_weights(self, ordinal: int, weights: mx.array) -> None:
-        self._weights[-1].append(weights)
+        self._weights[-1].append(_per_step(weights))
 
     # -- host side -------------------------------------------------------------------------
     @property
@@ -93,6 +93,12 @@ class RoutingCapture:
             weights=np.ascontiguousarray(host[..., num_experts:num_experts + k]),
             probs=np.ascontiguousarray(host[..., :num_experts]),
         )
+
+
+def _per_step(a: mx.array) -> mx.array:
+    """(1, L, X) as most blocks compute it; some (OLMoE) route the flattened tokens, (L, X):
+    the same records, given the batch axis (the session runs one sequence)."""
+    return a[None] if a.ndim == 2 else a
 
 
 def _tokens_by_layer(steps: list[list[mx.array]]) -> mx.array:

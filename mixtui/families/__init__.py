@@ -8,13 +8,18 @@ Importing this package (and every pure family module) never imports MLX.
 from __future__ import annotations
 
 from mixtui.families import (
-    deepseek_v2,  # family b
-    deepseek_v3,  # family b
+    deepseek_v2,
+    deepseek_v3,
     dense,
-    glm4_moe,  # family b
-    gpt_oss,  # family b
+    glm4_moe,
+    gpt_oss,
+    granitemoe,
     mixtral,
+    olmoe,
+    phimoe,
+    qwen2_moe,
     qwen3_moe,
+    qwen3_next,
 )
 from mixtui.families.base import Family, Scoring
 from mixtui.families.geometry import register_mapping
@@ -24,6 +29,9 @@ __all__ = ["FAMILIES", "Family", "Scoring", "family_for", "moe_model_types"]
 FAMILIES: tuple[Family, ...] = (mixtral.FAMILY, qwen3_moe.FAMILY, dense.FAMILY)
 # family b: gpt-oss, DeepSeek-V2/V3, GLM-4.5
 FAMILIES += (gpt_oss.FAMILY, deepseek_v2.FAMILY, deepseek_v3.FAMILY, glm4_moe.FAMILY)
+# families a: OLMoE, Qwen2-MoE, Qwen3-Next, Granite MoE, Phi-3.5-MoE
+FAMILIES += (olmoe.FAMILY, qwen2_moe.FAMILY, qwen3_next.FAMILY, granitemoe.FAMILY,
+             phimoe.FAMILY)
 _BY_MODEL_TYPE: dict[str, Family] = {t: f for f in FAMILIES for t in f.model_types}
 for _model_type, _family in _BY_MODEL_TYPE.items():
     register_mapping(_model_type, _family.geometry)
