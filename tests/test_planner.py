@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from registry_keys import BEFORE_FAMILIES, KEYS
 from textual.pilot import Pilot
 
 from mixtui import planner
@@ -21,12 +22,6 @@ from mixtui.planner import Budget, Fit, ModelTooBig, plan, safetensors_weight_by
 from mixtui.registry.loader import load_registry
 from mixtui.registry.local import resolve
 from mixtui.registry.spec import ModelSpec
-
-KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct",
-        # families a
-        "qwen3-next-80b-a3b-instruct", "olmoe-1b-7b-instruct", "granite-3.1-3b-a800m-instruct",
-        "phi-3.5-moe-instruct", "qwen1.5-moe-a2.7b-chat"]
 
 
 def budget(text: str) -> Budget:
@@ -131,12 +126,14 @@ EXPECTED = {  # budget: verdict per model, at the default 4096-token context
     "64GB": ["fits", "fits", "fits", "does-not-fit", "does-not-fit", "fits"],
     "512GB": ["fits", "fits", "fits", "fits", "fits", "fits"],
 }
-# families a: qwen3-next (49.5 GB), olmoe (4.8), granite (7.5), phi (26.4), qwen1.5 (9.7)
-EXPECTED["1GB"] += ["does-not-fit"] * 5
-EXPECTED["16GB"] += ["does-not-fit", "fits", "fits", "does-not-fit", "fits"]
-EXPECTED["32GB"] += ["does-not-fit", "fits", "fits", "fits", "fits"]
-EXPECTED["64GB"] += ["fits"] * 5
-EXPECTED["512GB"] += ["fits"] * 5
+# the families' entries, needing (GB): qwen3-next 49.5, gpt-oss-20b 13.4, gpt-oss-120b 69.7,
+# glm-4.5-air 66.9, deepseek-v2-lite 10.9, olmoe 4.8, granite 7.5, phi 26.4, qwen1.5 9.7
+NO, FITS = "does-not-fit", "fits"
+EXPECTED["1GB"] += [NO] * 9
+EXPECTED["16GB"] += [NO, FITS, NO, NO, FITS, FITS, FITS, NO, FITS]
+EXPECTED["32GB"] += [NO, FITS, NO, NO, FITS, FITS, FITS, FITS, FITS]
+EXPECTED["64GB"] += [FITS, FITS, NO, NO, FITS, FITS, FITS, FITS, FITS]
+EXPECTED["512GB"] += [FITS] * 9
 
 
 @pytest.mark.parametrize("size", list(EXPECTED))
@@ -206,13 +203,10 @@ def test_the_shortest_context_suggested_is_512(registry: dict[str, ModelSpec]) -
 
 def test_smaller_models_are_suggested(registry: dict[str, ModelSpec]) -> None:
     # the registry as it was before the MoE families of issue 10: its suggestions stay stable
-    registry = {k: v for k, v in registry.items() if k in KEYS[:6]}
+    registry = {k: v for k, v in registry.items() if k in BEFORE_FAMILIES}
     fit = plan(registry["mixtral-8x22b-instruct"], budget=budget("16GB"), registry=registry)
     assert fit.fits_at_context is None
-    # in registry order: the first two, then the families' entries that fit 16 GB
-    assert fit.smaller[:2] == ("nano", "mistral-7b-instruct")
-    assert {"gpt-oss-20b", "deepseek-v2-lite-chat"} <= set(fit.smaller)
-    assert "glm-4.5-air" not in fit.smaller
+    assert fit.smaller == ("nano", "mistral-7b-instruct")
     assert fit.reason.endswith("even at 512 tokens of context it would not fit, but smaller "
                                f"models do: {', '.join(fit.smaller)}.")
     one = plan(registry["mixtral-8x7b-instruct"], budget=budget("1GB"), registry=registry)

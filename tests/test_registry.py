@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from registry_keys import KEYS
 
 from mixtui.core.errors import ModelNotFound, ModelNotLocal, RegistryError
 from mixtui.families.geometry import Geometry
@@ -15,11 +16,6 @@ from mixtui.registry.loader import load_registry, user_registry_path
 from mixtui.registry.local import local_dir, local_state, resolve
 from mixtui.registry.spec import ModelSpec
 
-KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct",
-        # families a
-        "qwen3-next-80b-a3b-instruct", "olmoe-1b-7b-instruct", "granite-3.1-3b-a800m-instruct",
-        "phi-3.5-moe-instruct", "qwen1.5-moe-a2.7b-chat"]
 REFERENCE_FILES = {
     "mistral-7b-instruct": "mistral-7b-instruct-v0.3.json",
     "mixtral-8x7b-instruct": "mixtral-8x7b-instruct-v0.1.json",

@@ -8,14 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from registry_keys import KEYS
 
 from mixtui.app.trace import read_trace
 
-KEYS = ["nano", "mistral-7b-instruct", "mixtral-8x7b-instruct", "mixtral-8x22b",
-        "mixtral-8x22b-instruct", "qwen3-30b-a3b-instruct",
-        # families a
-        "qwen3-next-80b-a3b-instruct", "olmoe-1b-7b-instruct", "granite-3.1-3b-a800m-instruct",
-        "phi-3.5-moe-instruct", "qwen1.5-moe-a2.7b-chat"]
 PROMPT = "w5 w6 w7"
 
 
