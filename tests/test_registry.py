@@ -258,6 +258,15 @@ experts_per_token = 2
      BROKEN_ENTRY.format(kind="chat", layers='"two"', head_dim="head_dim = 8\n"), "layers"),
     ("bad kind",
      BROKEN_ENTRY.format(kind="instruct", layers=1, head_dim="head_dim = 8\n"), "instruct"),
+    ("bad card",
+     BROKEN_ENTRY.format(kind="chat", layers=1, head_dim="head_dim = 8\n")
+     .replace('kind = "chat"', 'kind = "chat"\ncard = { total = "lots" }'), "card must be"),
+    ("config of no family",
+     BROKEN_ENTRY.split("[models.broken.geometry]")[0].format(kind="chat")
+     + '[models.broken.config]\nmodel_type = "dbrx"\n', "no family for"),
+    ("config lacking a field",
+     BROKEN_ENTRY.split("[models.broken.geometry]")[0].format(kind="chat")
+     + '[models.broken.config]\nmodel_type = "olmoe"\n', "lacks"),
 ])
 def test_fault_20_malformed_user_entry_names_file_and_line(case: str, entry: str,
                                                           words: str) -> None:

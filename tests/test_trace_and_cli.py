@@ -231,6 +231,38 @@ def test_models_json_fit_follows_budget(cli_env: dict[str, str]) -> None:
     assert abs(row["weight_bytes"] - 26.3e9) < 0.03 * 26.3e9
 
 
+# The published parameter counts (total, active with the embeddings), as counted from
+# mlx-lm's own classes at the published geometries
+PUBLISHED = {
+    "qwen3-30b-a3b-instruct": (30.53e9, 3.35e9, "qwen3_moe"),
+    "qwen3-next-80b-a3b-instruct": (79.67e9, 3.87e9, "qwen3_next"),
+    "gpt-oss-20b": (20.91e9, 4.19e9, "gpt_oss"),
+    "glm-4.5-air": (106.85e9, 13.42e9, "glm4_moe"),
+    "deepseek-v2-lite-chat": (15.71e9, 2.66e9, "deepseek_v2"),
+    "olmoe-1b-7b-instruct": (6.92e9, 1.28e9, "olmoe"),
+    "granite-3.1-3b-a800m-instruct": (3.30e9, 0.88e9, "granitemoe"),
+    "phi-3.5-moe-instruct": (41.87e9, 6.64e9, "phimoe"),
+    "qwen1.5-moe-a2.7b-chat": (14.32e9, 2.69e9, "qwen2_moe"),
+}
+
+
+def test_models_json_lists_the_families_with_the_published_figures(cli_env: dict[str, str]
+                                                                   ) -> None:
+    rows = models_json(cli_env, "64GB")
+    for key, (total, active, family) in PUBLISHED.items():
+        row = rows[key]
+        assert row["family"] == family and row["experts"] > 0, key
+        assert abs(row["total_params"] - total) < 0.01 * total, key
+        assert abs(row["active_params"] - active) < 0.01 * active, key
+        assert row["card"]["total_params"] > 0, key
+    gpt = rows["gpt-oss-20b"]
+    assert gpt["card"] == {"total_params": 21e9, "active_params": 3.6e9,
+                           "note": "its 3.6 B leaves the embeddings out"}
+    table = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="64GB"), "models").stdout
+    assert "gpt-oss-20b: 21.00 B, 3.60 B active (its 3.6 B leaves the embeddings out)" in table
+    assert "  olmoe-1b-7b-instruct:" not in table  # its card counts as mixtui does
+
+
 def test_models_table(cli_env: dict[str, str]) -> None:
     proc = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="1GB"), "models")
     assert proc.returncode == 0, proc.stderr

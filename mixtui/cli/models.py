@@ -51,13 +51,16 @@ def run(as_json: bool) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    for r in rows:
-        card = r["card"]
-        if card and abs(card["active_params"] - r["active_params"]) > 0.03 * r["active_params"]:
-            print(f"\n{r['key']}: its model card says {_billions(card['total_params'])} with "
+    differ = [r for r in rows if r["card"] and abs(r["card"]["active_params"]
+                                                  - r["active_params"]) > 0.03 * r["active_params"]]
+    if differ:
+        print("\nactive = every parameter one token uses, embeddings included; model cards that "
+              "count another way:")
+        for r in differ:
+            card = r["card"]
+            print(f"  {r['key']}: {_billions(card['total_params'])}, "
                   f"{_billions(card['active_params'])} active"
-                  + (f" ({card['note']})" if card["note"] else "") + "; mixtui counts every "
-                  "parameter one token uses, embeddings included.")
+                  + (f" ({card['note']})" if card["note"] else ""))
     print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); need = weights + KV "
           f"cache at {DEFAULT_CONTEXT} tokens + 10 % working margin, with its share of the "
           "budget; over 85 % is tight.")
