@@ -178,14 +178,18 @@ def parse_max_kv_size(text: str) -> int:
     return int(parse_value("max_kv_size", text))
 
 
-def parse_experts_per_token(text: str, num_experts: int | None = None) -> int | None:
-    """Experts per token the user typed: None (empty or "default") for the model's number."""
+def parse_experts_per_token(text: str, num_experts: int | None = None, why: str = ""
+                            ) -> int | None:
+    """Experts per token the user typed: None (empty or "default") for the model's number.
+    `num_experts`: the most the model's routing can choose; `why`: the family's sentence on
+    why that is fewer than its experts (group-limited routing), said with the refusal."""
     stripped = text.strip()
     if stripped.lower() in ("", "default"):
         return None
     upper = f" to {num_experts}" if num_experts else " or more"
     problem = UsageError(f"Experts per token must be a whole number from 1{upper}, "
-                         f"or empty for the model's default, not {text!r}.")
+                         f"or empty for the model's default, not {text!r}."
+                         + (f" {why}" if why else ""))
     try:
         k = _whole(_from_text(stripped))
     except (ValueError, OverflowError):

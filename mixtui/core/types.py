@@ -44,6 +44,7 @@ class ModelInfo:
     shared_experts: int = 0  # always-on shared experts in every MoE layer (0: none)
     # one sentence on how the family constrains experts per token ("" where it does not)
     top_k_note: str = ""
+    max_top_k: int = 0  # the most experts per token its routing can choose (0: num_experts)
 
     @property
     def is_moe(self) -> bool:

@@ -302,6 +302,8 @@ class Session:
             family=family.name if family else "", scoring=family.scoring if family else "",
             shared_experts=g.shared_experts if self._blocks else 0,
             top_k_note=family.experts_per_token_note(self.config) if family else "",
+            max_top_k=(family.max_experts_per_token(self.config)
+                       if family and self._blocks else 0),
         )
 
     # -- generation ---------------------------------------------------------------------------

@@ -103,10 +103,11 @@ class Actions:
             app.notice("Experts per token applies to a loaded MoE model; this one has none."
                        if info else "Wait for the model to load first.")
             return
+        most = info.max_top_k or info.num_experts  # group-limited routing chooses fewer
 
         def check(text: str) -> str | None:
             try:
-                parse_experts_per_token(text, info.num_experts)
+                parse_experts_per_token(text, most, info.top_k_note)
             except MixtuiError as exc:
                 return say(exc)
             return None
@@ -121,7 +122,7 @@ class Actions:
             if controller.generating:
                 app.notice("Still answering; press Esc to stop it first, then set this again.")
                 return
-            k = parse_experts_per_token(text, info.num_experts)
+            k = parse_experts_per_token(text, most, info.top_k_note)
             controller.set_experts_per_token(k)
             if k is None:
                 app.settings.experts_per_token.pop(spec.key, None)
@@ -132,8 +133,10 @@ class Actions:
                        "afresh).")
 
         app.push_screen(AskScreen("experts per token",
-                                  f"1 to {info.num_experts}; empty for the model's own "
-                                  f"{info.default_top_k}", str(info.top_k), check), done)
+                                  f"1 to {most}; empty for the model's own "
+                                  f"{info.default_top_k}"
+                                  + (f". {info.top_k_note}" if info.top_k_note else ""),
+                                  str(info.top_k), check), done)
 
     # -- files -------------------------------------------------------------------------------
     def save_conversation(self) -> None:
