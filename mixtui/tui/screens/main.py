@@ -519,6 +519,7 @@ class MainScreen(Screen[None]):
             heatmap.show_dense(self.spec.name if self.spec is not None else info.name)
             return
         strip.set_layers(info.moe_layers, num_experts=info.num_experts)
+        heatmap.set_geometry(info.num_layers, info.shared_experts)
         routing = conversation.routing()
         strip.append(texts, phases,
                      top1_experts(routing.experts, routing.weights) if routing is not None
