@@ -29,6 +29,13 @@ COLUMNS = ("", "key", "family", "params (total / active)", "size", "state", "fit
 PIN = "★"
 
 
+class FilterInput(Input):
+    """The picker's filter: every key but "*", which pins (no model key holds a "*")."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        return character != "*" and super().check_consume_key(key, character)
+
+
 def matches(row: dict[str, Any], query: str) -> bool:
     """Case-insensitive substring of the row's key, name or family."""
     query = query.strip().lower()
@@ -49,8 +56,7 @@ class ModelPicker(ModalScreen[str | None]):
         Binding("down", "move(1)", "Down", show=False, priority=True),
         Binding("pageup", "move(-10)", "Page up", show=False, priority=True),
         Binding("pagedown", "move(10)", "Page down", show=False, priority=True),
-        # priority: the filter input has the focus, and a key name holds no "*"
-        Binding("asterisk", "pin", "Pin / unpin", priority=True),
+        Binding("asterisk", "pin", "Pin / unpin", priority=True),  # FilterInput leaves it
     ]
     DEFAULT_CSS = """
     ModelPicker { align: center middle; }
@@ -77,7 +83,8 @@ class ModelPicker(ModalScreen[str | None]):
         with Vertical() as box:
             box.border_title = "pick a model"
             box.border_subtitle = "Enter switches · * pins / unpins (keys 1–5) · Esc closes"
-            yield Input(placeholder="type to filter by key, name or family", id="picker-filter")
+            yield FilterInput(placeholder="type to filter by key, name or family",
+                              id="picker-filter")
             yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
             yield Label("", id="picker-keys")
 
