@@ -98,6 +98,7 @@ NOTE = Style(dim=True)
 LABEL = Style(dim=True)
 DENSE_STYLE = Style(dim=True, italic=True)
 SHARED_STYLE = Style(color="#7fd1ff", bold=True)
+MIN_WEIGHTED = 3  # chosen experts shown with their weight even where the rest must go
 TALL_LAYERS = 64  # more MoE layers than this: the share maps go compact, side by side
 # Compact share strips: glyph height and colour by log2(share / uniform), 1/4x .. 4x.
 LOAD_GLYPHS = "▁▂▃▄▅▆▇█"
@@ -171,20 +172,29 @@ def _bin_size(experts: int, room: int) -> int:
 def _chosen_entries(ids: list[int], gates: list[float], texts: tuple[str, ...],
                     room: int) -> list[Segment]:
     """The chosen experts as "id weight", heaviest first, in `room` cells: as many with
-    their weight as fit, the rest as bare ids, and "+n" for any that do not fit at all."""
+    their weight as fit (the first MIN_WEIGHTED always), the rest as bare ids, and "+n"
+    for those that do not fit at all."""
     k = len(ids)
     names = [str(i) for i in ids]
     full = [len(n) + 4 for n in names]  # "17 .42"
     bare = [len(n) for n in names]
+
+    def cost(weighted: int) -> int:
+        return sum(full[:weighted]) + sum(bare[weighted:]) + k - 1
+
     with_weight = k
-    while with_weight and sum(full[:with_weight]) + sum(bare[with_weight:]) + k - 1 > room:
+    while with_weight and cost(with_weight) > room:
         with_weight -= 1
-    shown = k
-    if not with_weight and sum(bare) + k - 1 > room:  # not even the bare ids: "+n" ends it
-        while shown and sum(bare[:shown]) + shown - 1 + len(f" +{k - shown}") > room:
-            shown -= 1
+    with_weight = max(with_weight, min(k, MIN_WEIGHTED))
+    fits = cost(with_weight) <= room
     segments: list[Segment] = []
-    for i in range(shown):
+    used = 0
+    for i in range(k):
+        need = (full[i] if i < with_weight else bare[i]) + (1 if i else 0)
+        reserve = 0 if fits or i == k - 1 else len(f" +{k - i - 1}")
+        if used + need + reserve > room:
+            segments.append(Segment(f" +{k - i}" if i else f"+{k}", NOTE))
+            break
         gate = gates[i] if math.isfinite(gates[i]) else 0.0
         level = round(min(max(gate, 0.0), 1.0) * (LEVELS - 1))
         if i:
@@ -192,8 +202,7 @@ def _chosen_entries(ids: list[int], gates: list[float], texts: tuple[str, ...],
         segments.append(Segment(names[i], CHOSEN_STYLES[level]))
         if i < with_weight:
             segments.append(Segment(" " + texts[i], NOTE))
-    if shown < k:
-        segments.append(Segment(f" +{k - shown}" if shown else f"+{k}", NOTE))
+        used += need
     return segments
 
 
