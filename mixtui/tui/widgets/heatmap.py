@@ -169,40 +169,60 @@ def _bin_size(experts: int, room: int) -> int:
     return next((b for b in BIN_SIZES if -(-experts // b) <= room), BIN_SIZES[-1])
 
 
-def _chosen_entries(ids: list[int], gates: list[float], texts: tuple[str, ...],
-                    room: int) -> list[Segment]:
+def _chosen_entries(ids: list[int], gates: list[float], levels: list[int], room: int,
+                    chosen: list[Style], note: Style) -> tuple[list[Segment], int]:
     """The chosen experts as "id weight", heaviest first, in `room` cells: as many with
     their weight as fit (the first MIN_WEIGHTED always), the rest as bare ids, and "+n"
-    for those that do not fit at all."""
+    for those that do not fit at all. Returns the segments and the cells they take.
+
+    The weighted ids are shaded by weight; the bare tail is one dim segment (a row is
+    painted about 20 times a second: few segments keep that cheap)."""
     k = len(ids)
     names = [str(i) for i in ids]
-    full = [len(n) + 4 for n in names]  # "17 .42"
     bare = [len(n) for n in names]
-
-    def cost(weighted: int) -> int:
-        return sum(full[:weighted]) + sum(bare[weighted:]) + k - 1
-
-    with_weight = k
-    while with_weight and cost(with_weight) > room:
-        with_weight -= 1
-    with_weight = max(with_weight, min(k, MIN_WEIGHTED))
-    fits = cost(with_weight) <= room
-    segments: list[Segment] = []
+    base_cost = sum(bare) + k - 1  # bare ids, one space apart; a weight adds 4: " .42"
+    with_weight = min(k, max((room - base_cost) // 4, min(k, MIN_WEIGHTED)))
+    fits = base_cost + 4 * with_weight <= room
+    pieces: list[tuple[str, Style]] = []
     used = 0
     for i in range(k):
-        need = (full[i] if i < with_weight else bare[i]) + (1 if i else 0)
+        need = bare[i] + (4 if i < with_weight else 0) + (1 if i else 0)
         reserve = 0 if fits or i == k - 1 else len(f" +{k - i - 1}")
         if used + need + reserve > room:
-            segments.append(Segment(f" +{k - i}" if i else f"+{k}", NOTE))
+            more = f" +{k - i}" if i else f"+{k}"
+            pieces.append((more, note))
+            used += len(more)
             break
-        gate = gates[i] if math.isfinite(gates[i]) else 0.0
-        level = round(min(max(gate, 0.0), 1.0) * (LEVELS - 1))
         if i:
-            segments.append(Segment(" "))
-        segments.append(Segment(names[i], CHOSEN_STYLES[level]))
+            pieces.append((" ", note))
         if i < with_weight:
-            segments.append(Segment(" " + texts[i], NOTE))
+            pieces += [(names[i], chosen[levels[i]]), (" " + _weight_text(gates[i]), note)]
+        else:
+            pieces.append((names[i], note))
         used += need
+    segments: list[Segment] = []
+    run, style = pieces[0] if pieces else ("", note)
+    for text, next_style in pieces[1:]:  # neighbours of one style: one segment
+        if next_style is style:
+            run += text
+        else:
+            segments.append(Segment(run, style))
+            run, style = text, next_style
+    if run:
+        segments.append(Segment(run, style))
+    return segments, used
+
+
+def _runs(row: list[int], table: list[Segment]) -> list[Segment]:
+    """table[i] for each index, a run of one index as one segment."""
+    segments: list[Segment] = []
+    start = 0
+    for end in range(1, len(row) + 1):
+        if end == len(row) or row[end] != row[start]:
+            cell = table[row[start]]
+            segments.append(Segment(cell.text * (end - start), cell.style)
+                            if end - start > 1 else cell)
+            start = end
     return segments
 
 
@@ -496,8 +516,9 @@ class RoutingHeatmap(Widget):
             width)
 
     def _grid(self, kind: int, index_of: list[list[int]], table: list[Segment], width: int,
-              cell: int) -> list[Strip]:
-        """One Strip per MoE layer; cells are `table[index]`. Rows are reused from a cache."""
+              cell: int, merge: bool = False) -> list[Strip]:
+        """One Strip per MoE layer; cells are `table[index]`. Rows are reused from a cache.
+        `merge`: a run of one index is one segment (load strips: fewer segments to paint)."""
         if len(self._rows) > MAPS_CACHED:
             self._rows.clear()
         # Per kind of map and geometry: {(row number, *cell indices): Strip}.
@@ -515,8 +536,8 @@ class RoutingHeatmap(Widget):
             if strip is None:
                 if labels is None:
                     labels = self._labels()
-                strip = Strip([*labels[r], *[table[i] for i in row], *pad],
-                              max(width, row_width))
+                cells = _runs(row, table) if merge else [table[i] for i in row]
+                strip = Strip([*labels[r], *cells, *pad], max(width, row_width))
                 if row_width > width:
                     strip = strip.crop(0, width)
                 cache[key] = strip
@@ -562,22 +583,33 @@ class RoutingHeatmap(Widget):
         cache = self._rows.setdefault((2, width, 0), {})
         if len(cache) > ROWS_PER_MAP:
             cache.clear()
-        room = width - self._label_width()
+        label_width = self._label_width()
+        room = width - label_width
         # (L, k), heaviest first; NaN weights last
         order = np.argsort(-np.nan_to_num(weights, nan=-np.inf), axis=1, kind="stable")
-        ids = np.take_along_axis(experts, order, axis=1).tolist()
-        gates = np.take_along_axis(weights, order, axis=1).astype(np.float64).tolist()
+        ids = np.take_along_axis(experts, order, axis=1)
+        gates = np.take_along_axis(weights, order, axis=1).astype(np.float64)
+        # the row's cache key: ids and weights in hundredths (what the row can show)
+        codes = np.rint(np.nan_to_num(gates, nan=-1.0) * 100).astype(np.int64).tolist()
+        levels = np.rint(np.clip(np.nan_to_num(gates), 0.0, 1.0)
+                         * (LEVELS - 1)).astype(np.int64).tolist()
+        ids_list = ids.tolist()
         labels: list[list[Segment]] | None = None
+        chosen = [self._base + style for style in CHOSEN_STYLES]
+        note_style = self._base + NOTE
         strips = []
-        for r, (row_ids, row_gates) in enumerate(zip(ids, gates, strict=True)):
-            texts = tuple(_weight_text(g) for g in row_gates)
-            key = (r, *row_ids, *texts)
+        for r, row_ids in enumerate(ids_list):
+            key = (r, *row_ids, *codes[r])
             strip = cache.get(key)
             if strip is None:
                 if labels is None:
                     labels = self._labels()
-                strip = cache[key] = self._line(
-                    [*labels[r], *_chosen_entries(row_ids, row_gates, texts, room)], width)
+                segments, used = _chosen_entries(row_ids, gates[r].tolist(), levels[r], room,
+                                                 chosen, note_style)
+                pad = width - label_width - used
+                strip = cache[key] = Strip(
+                    [*labels[r], *segments, *([Segment(" " * pad, self._base)] if pad > 0
+                                              else [])], max(width, label_width + used))
             strips.append(strip)
         note = self._note("rows note", COMPACT_NOTES, width)
         shared = [self._shared_note(width)] if self._shared else []
@@ -633,7 +665,7 @@ class RoutingHeatmap(Widget):
             rows = [a + gap + b for a, b in zip(left, right, strict=True)]
             return [title, self._note("bins", ("1 char = 1 expert",), width), legend,
                     self._axis(num_experts, 1, 2, width),
-                    *self._grid(3, rows, table, width, 1)]
+                    *self._grid(3, rows, table, width, 1, merge=True)]
         size = _bin_size(num_experts, room)
         what_bins = ((f"1 char = {size} experts, shaded by the busiest",
                       f"1 char = {size} experts (the busiest)", f"1 char = {size} experts")
@@ -646,7 +678,8 @@ class RoutingHeatmap(Widget):
             lines += [self._note_as("load title", titles, TITLE, width),
                       self._note("bins", what_bins, width), legend,
                       self._axis(num_experts, size, 1, width),
-                      *self._grid(3, _load_index(counts, size).tolist(), table, width, 1)]
+                      *self._grid(3, _load_index(counts, size).tolist(), table, width, 1,
+                                  merge=True)]
         return lines
 
     def _load_legend(self, num_experts: int, width: int) -> Strip:
