@@ -264,6 +264,7 @@ class RoutingHeatmap(Widget):
 
     DEFAULT_CSS = """
     RoutingHeatmap {
+        width: 1fr;  /* the panel's width: with many experts the rows are built for it */
         height: auto;
     }
     """

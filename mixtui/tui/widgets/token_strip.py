@@ -164,6 +164,9 @@ class TokenStrip(Widget, can_focus=True):
         self._layers = layers
         self._num_experts = num_experts
         self._dense = False
+        # the panel says, in one line, what the colours mean when they cannot all differ
+        self.border_subtitle = (f"{DISTINCT} most frequent top-1 coloured, rest grey"
+                                if self._many() else None)
         self._top1 = (np.full((len(self._texts), len(self._layers)), -1, dtype=np.int16)
                       if self._texts else None)  # no tokens: nothing to allocate yet
         self.layer_index = min(self.layer_index, max(len(self._layers) - 1, 0))
@@ -173,6 +176,7 @@ class TokenStrip(Widget, can_focus=True):
         """A dense model: tokens are shown plain, and the strip says why."""
         self._dense = True
         self._layers = ()
+        self.border_subtitle = None
         self._top1 = (np.full((len(self._texts), 0), -1, dtype=np.int16) if self._texts
                       else None)
         self.layer_index = 0
@@ -394,8 +398,8 @@ class TokenStrip(Widget, can_focus=True):
         experts = sorted(slots, key=slots.__getitem__)
         dim = base + Style(dim=True)
         forms = ((f" top-1; colours: the {DISTINCT} most frequent ", " others grey"),
-                 (f" colours: {DISTINCT} most frequent top-1 ", " rest grey"),
-                 (" most frequent top-1 ", " rest grey"), (" most frequent ", ""))
+                 (f" top-1, {DISTINCT} most frequent: ", " rest grey"),
+                 (" top-1, most frequent: ", ""), (" top-1: ", ""))
         words, rest = next((f for f in forms if len(f[0]) + len(f[1]) <= room), forms[-1])
         shown = list(experts)
         while shown and len(words) + sum(len(f" {e} ") for e in shown) + len(rest) > room:
