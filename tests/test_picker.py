@@ -49,11 +49,13 @@ async def test_picker_filters_switches_and_escape_changes_nothing(
         registry = load_registry()
         assert shown_keys(app) == list(registry)  # every model, in registry order
         table = picker.query_one(DataTable)
-        assert [str(c.label) for c in table.columns.values()][1:] == [
-            "key", "family", "params (total / active)", "size", "state", "fit"]
+        assert [str(c.label).strip() for c in table.columns.values()] == [
+            "key", "family", "total / active", "size", "state", "fit"]
         qwen = next(r for r in picker.rows if r["key"] == "qwen3-30b-a3b-instruct")
-        cells = [str(c) for c in table.get_row("qwen3-30b-a3b-instruct")]
-        assert cells[2] == "qwen3_moe" and cells[3] == "30.5 B / 3.4 B" and cells[5] == "absent"
+        cells = [str(c).strip() for c in table.get_row("qwen3-30b-a3b-instruct")]
+        assert cells[:4] == ["qwen3-30b-a3b-instruct", "qwen3_moe", "30.5 B / 3.4 B", "17.2 GB"]
+        assert cells[4] == "absent" and cells[5] in ("fits", "tight", "too big")
+        assert str(table.get_row("nano")[0]) == "1 nano "  # on key 1, not pinned
         assert qwen["state"] == "absent"
         # Escape: closed, nothing changed
         engine = app.engine

@@ -25,7 +25,8 @@ from mixtui.tui.widgets.stats import human_count
 
 STATES = {"bundled": "bundled", "complete": "on disk", "partial": "partial", "absent": "absent"}
 FITS = {"fits": "fits", "tight": "tight", "does-not-fit": "too big"}
-COLUMNS = ("", "key", "family", "params (total / active)", "size", "state", "fit")
+COLUMNS = ("key", "family", "total / active", "size", "state", "fit")
+GAP = " "  # after every cell: the table has no padding of its own (80 columns fit it)
 PIN = "★"
 
 
@@ -61,8 +62,8 @@ class ModelPicker(ModalScreen[str | None]):
     DEFAULT_CSS = """
     ModelPicker { align: center middle; }
     ModelPicker > Vertical {
-        width: 96%; max-width: 120; height: 90%; max-height: 30;
-        border: round $accent; background: $surface; padding: 0 1;
+        width: 100%; max-width: 110; height: 90%; max-height: 30;
+        border: round $accent; background: $surface; padding: 0 0;
     }
     ModelPicker DataTable { height: 1fr; }
     ModelPicker #picker-keys { color: $text-muted; }
@@ -85,12 +86,14 @@ class ModelPicker(ModalScreen[str | None]):
             box.border_subtitle = "Enter switches · * pins / unpins (keys 1–5) · Esc closes"
             yield FilterInput(placeholder="type to filter by key, name or family",
                               id="picker-filter")
-            yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="picker-table", cursor_type="row", zebra_stripes=True,
+                            cell_padding=0)
             yield Label("", id="picker-keys")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns(*COLUMNS)
+        # the keys come after their number key and pin mark: "1★nano"
+        table.add_columns(*(f"  {c}{GAP}" if i == 0 else c + GAP for i, c in enumerate(COLUMNS)))
         table.can_focus = False  # keys go to the filter; the screen moves the cursor
         self._fill("")
         if self.active is not None:
@@ -99,6 +102,7 @@ class ModelPicker(ModalScreen[str | None]):
 
     # -- the table ---------------------------------------------------------------------------
     def _cells(self, row: dict[str, Any]) -> tuple[Text | str, ...]:
+        """The row's cells: the key after its number key (if any) and a ★ if pinned."""
         key = row["key"]
         slot = self.slots.index(key) + 1 if key in self.slots else None
         mark = f"{slot if slot else ' '}{PIN if key in self.pinned else ' '}"
@@ -108,9 +112,10 @@ class ModelPicker(ModalScreen[str | None]):
         fit = row.get("fit", "")
         fit_text = Text(FITS.get(fit, fit), style={"tight": "yellow",
                                                   "does-not-fit": "bold red"}.get(fit, "green"))
-        name = Text(key, style="bold" if key == self.active else "")
-        return (mark, name, row.get("family") or "dense", params, size,
-                STATES.get(row.get("state", ""), row.get("state", "")), fit_text)
+        name = Text(f"{mark}{key}{GAP}", style="bold" if key == self.active else "")
+        fit_text.append(GAP)
+        return (name, (row.get("family") or "dense") + GAP, params + GAP, size + GAP,
+                STATES.get(row.get("state", ""), row.get("state", "")) + GAP, fit_text)
 
     def _fill(self, query: str) -> None:
         table = self.query_one(DataTable)
