@@ -55,7 +55,7 @@ async def test_picker_filters_switches_and_escape_changes_nothing(
         cells = [str(c).strip() for c in table.get_row("qwen3-30b-a3b-instruct")]
         assert cells[:4] == ["qwen3-30b-a3b-instruct", "qwen3_moe", "30.5 B / 3.4 B", "17.2 GB"]
         assert cells[4] == "absent" and cells[5] in ("fits", "tight", "too big")
-        assert str(table.get_row("nano")[0]) == "1 nano "  # on key 1, not pinned
+        assert str(table.get_row("nano")[0]) == "1  nano "  # on key 1, not pinned
         assert qwen["state"] == "absent"
         # Escape: closed, nothing changed
         engine = app.engine

@@ -92,8 +92,8 @@ class ModelPicker(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        # the keys come after their number key and pin mark: "1★nano"
-        table.add_columns(*(f"  {c}{GAP}" if i == 0 else c + GAP for i, c in enumerate(COLUMNS)))
+        # the keys come after their number key and pin mark: "1★ nano"
+        table.add_columns(*(f"   {c}{GAP}" if i == 0 else c + GAP for i, c in enumerate(COLUMNS)))
         table.can_focus = False  # keys go to the filter; the screen moves the cursor
         self._fill("")
         if self.active is not None:
@@ -105,7 +105,7 @@ class ModelPicker(ModalScreen[str | None]):
         """The row's cells: the key after its number key (if any) and a ★ if pinned."""
         key = row["key"]
         slot = self.slots.index(key) + 1 if key in self.slots else None
-        mark = f"{slot if slot else ' '}{PIN if key in self.pinned else ' '}"
+        mark = f"{slot if slot else ' '}{PIN if key in self.pinned else ' '} "
         total, active = row.get("total_params"), row.get("active_params")
         params = (f"{human_count(total)} / {human_count(active)}" if total and active else "?")
         size = gb(row["weight_bytes"]) if row.get("weight_bytes") else "?"
