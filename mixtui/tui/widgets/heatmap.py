@@ -178,39 +178,29 @@ def _chosen_entries(ids: list[int], gates: list[float], levels: list[int], room:
     The weighted ids are shaded by weight; the bare tail is one dim segment (a row is
     painted about 20 times a second: few segments keep that cheap)."""
     k = len(ids)
-    names = [str(i) for i in ids]
-    bare = [len(n) for n in names]
+    names = list(map(str, ids))
+    bare = list(map(len, names))
     base_cost = sum(bare) + k - 1  # bare ids, one space apart; a weight adds 4: " .42"
     with_weight = min(k, max((room - base_cost) // 4, min(k, MIN_WEIGHTED)))
-    fits = base_cost + 4 * with_weight <= room
-    pieces: list[tuple[str, Style]] = []
-    used = 0
-    for i in range(k):
-        need = bare[i] + (4 if i < with_weight else 0) + (1 if i else 0)
-        reserve = 0 if fits or i == k - 1 else len(f" +{k - i - 1}")
-        if used + need + reserve > room:
-            more = f" +{k - i}" if i else f"+{k}"
-            pieces.append((more, note))
-            used += len(more)
-            break
-        if i:
-            pieces.append((" ", note))
-        if i < with_weight:
-            pieces += [(names[i], chosen[levels[i]]), (" " + _weight_text(gates[i]), note)]
-        else:
-            pieces.append((names[i], note))
-        used += need
+    shown = k
+    if base_cost + 4 * with_weight > room:  # not all of them: as many as fit, then "+n"
+        shown = used = 0
+        for i in range(k):
+            need = bare[i] + (4 if i < with_weight else 0) + (1 if i else 0)
+            if used + need + (len(f" +{k - i - 1}") if i < k - 1 else 0) > room:
+                break
+            used += need
+            shown += 1
+    weighted = min(with_weight, shown)
+    tail = " ".join(names[weighted:shown] + ([f"+{k - shown}"] if shown < k else []))
     segments: list[Segment] = []
-    run, style = pieces[0] if pieces else ("", note)
-    for text, next_style in pieces[1:]:  # neighbours of one style: one segment
-        if next_style is style:
-            run += text
-        else:
-            segments.append(Segment(run, style))
-            run, style = text, next_style
-    if run:
-        segments.append(Segment(run, style))
-    return segments, used
+    for i in range(weighted):
+        after = " " if i < weighted - 1 or tail else ""
+        segments.append(Segment(names[i], chosen[levels[i]]))
+        segments.append(Segment(f" {_weight_text(gates[i])}{after}", note))
+    if tail:
+        segments.append(Segment(tail, note))
+    return segments, sum(len(segment.text) for segment in segments)
 
 
 def _runs(row: list[int], table: list[Segment]) -> list[Segment]:
