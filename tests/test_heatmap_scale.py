@@ -173,3 +173,16 @@ def _background(strip: TokenStrip, index: int) -> object:
             if segment.text == f" t{index}":
                 return segment.style.bgcolor if segment.style else None
     return "off screen"
+
+
+async def test_scaled_weights_are_shown_as_they_are_in_the_cell_view() -> None:
+    """8 experts (cells): a weight of 2.5 (routed_scaling_factor) reads 250, not 100."""
+    heatmap = RoutingHeatmap()
+    experts = np.array([[1, 6]], dtype=np.int32)
+    weights = np.array([[1.75, 0.75]], dtype=np.float32)
+    probs = np.full((1, 8), 0.1, dtype=np.float32)
+    async with Host(heatmap).run_test(size=(WIDTH, 20)) as pilot:
+        heatmap.show_token((0,), experts, weights, probs, "x", 0)
+        await pilot.pause()
+        row = row_of(lines_of(heatmap), 0)
+        assert row.split() == ["L0", "175", "75"]

@@ -108,6 +108,7 @@ LOAD_STYLES = [Style(color=c) for c in (
 LOAD_ZERO = Segment("·", Style(color="#5a6f99"))  # an expert (or bin) with no assignment
 LOAD_NO_DATA = Segment("·", NO_DATA_STYLE)  # a layer with no assignment at all yet
 BIN_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+GATE_PCTS = 1000  # gate weights shown in % from 0 to 999
 MAPS_CACHED = 16  # (kind of map, geometry) pairs whose rows are kept for reuse
 ROWS_PER_MAP = 1024  # rows kept per map: a repeated row is the same Strip, not repainted
 
@@ -122,10 +123,17 @@ def _number(value: int, room: int, marker: str) -> str:
 # cells side by side stay apart without a separate gap segment (fewer segments per row).
 @lru_cache(maxsize=8)
 def _chosen_cells(width: int) -> list[Segment]:
-    """Segments for a chosen expert, indexed by level * 101 + percent."""
+    """Segments for a chosen expert, indexed by level * GATE_PCTS + percent (a scaled
+    weight, as DeepSeek's routed_scaling_factor makes, can be over 100 %)."""
     room = width - 1
     return [Segment(("●".rjust(room) if room < 2 else _number(pct, room, "●")) + " ", style)
-            for style in CHOSEN_STYLES for pct in range(101)]
+            for style in CHOSEN_STYLES for pct in range(GATE_PCTS)]
+
+
+@lru_cache(maxsize=8)
+def _token_cells(width: int) -> list[Segment]:
+    """One table for the token map: the chosen cells, then the others."""
+    return _chosen_cells(width) + _other_cells(width)
 
 
 @lru_cache(maxsize=8)
@@ -550,14 +558,16 @@ class RoutingHeatmap(Widget):
         gate = np.zeros((layers, num_experts), dtype=np.float64)
         np.put_along_axis(chosen, ids, True, axis=1)
         # nan_to_num: a broken model's NaN must not become a garbage table index.
-        np.put_along_axis(gate, ids, np.clip(np.nan_to_num(weights), 0.0, 1.0), axis=1)
+        # Weights as they are (scaled ones can pass 1); the shade saturates at 1.
+        np.put_along_axis(gate, ids, np.clip(np.nan_to_num(weights), 0.0,
+                                             (GATE_PCTS - 1) / 100), axis=1)
         pct = np.rint(gate * 100).astype(np.int64)
-        level = np.rint(gate * (LEVELS - 1)).astype(np.int64)
+        level = np.rint(np.minimum(gate, 1.0) * (LEVELS - 1)).astype(np.int64)
         other = np.rint(np.clip(np.nan_to_num(probs) / PROB_FULL, 0.0, 1.0)
                         * (LEVELS - 1)).astype(np.int64)
-        # One table: the chosen cells, then the others.
-        table = _chosen_cells(cell) + _other_cells(cell)
-        index_of = np.where(chosen, level * 101 + pct, LEVELS * 101 + other).tolist()
+        table = _token_cells(cell)
+        index_of = np.where(chosen, level * GATE_PCTS + pct,
+                            LEVELS * GATE_PCTS + other).tolist()
         note = self._fixed(("token note",), lambda: [Segment(_fitting(TOKEN_NOTES, width), NOTE)],
                            width)
         shared = [self._shared_note(width)] if self._shared else []
