@@ -152,7 +152,7 @@ async def test_token_strip_colours_the_most_frequent_experts_when_there_are_many
         coloured = strip.coloured_experts()
         assert coloured is not None and coloured[0] == 77 and len(coloured) <= DISTINCT
         assert legend.split("most frequent")[1].split()[0] == "77"
-        assert strip.border_subtitle == f"{DISTINCT} most frequent top-1 coloured, rest grey"
+        assert strip.border_subtitle == f"{DISTINCT} most frequent coloured, rest grey"
         # the grey is one colour for every expert without its own; coloured ones differ
         top1 = top1_experts(ids, weights)[:, 0]
         rare = [i for i in range(n) if top1[i] not in coloured]

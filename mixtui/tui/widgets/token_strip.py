@@ -165,7 +165,7 @@ class TokenStrip(Widget, can_focus=True):
         self._num_experts = num_experts
         self._dense = False
         # the panel says, in one line, what the colours mean when they cannot all differ
-        self.border_subtitle = (f"{DISTINCT} most frequent top-1 coloured, rest grey"
+        self.border_subtitle = (f"{DISTINCT} most frequent coloured, rest grey"
                                 if self._many() else None)
         self._top1 = (np.full((len(self._texts), len(self._layers)), -1, dtype=np.int16)
                       if self._texts else None)  # no tokens: nothing to allocate yet
