@@ -177,8 +177,12 @@ def _bin_size(experts: int, room: int) -> int:
     return next((b for b in BIN_SIZES if -(-experts // b) <= room), BIN_SIZES[-1])
 
 
-def _chosen_entries(ids: list[int], gates: list[float], levels: list[int], room: int,
-                    chosen: list[Style], note: Style) -> tuple[list[Segment], int]:
+_HUNDREDTHS = [f".{pct:02d}" for pct in range(100)]  # _weight_text of weights below .995
+_IDS = [str(expert) for expert in range(1024)]
+
+
+def _chosen_entries(ids: list[int], gates: list[float], codes: list[int], levels: list[int],
+                    room: int, chosen: list[Style], note: Style) -> tuple[list[Segment], int]:
     """The chosen experts as "id weight", heaviest first, in `room` cells: as many with
     their weight as fit (the first MIN_WEIGHTED always), the rest as bare ids, and "+n"
     for those that do not fit at all. Returns the segments and the cells they take.
@@ -186,7 +190,7 @@ def _chosen_entries(ids: list[int], gates: list[float], levels: list[int], room:
     The weighted ids are shaded by weight; the bare tail is one dim segment (a row is
     painted about 20 times a second: few segments keep that cheap)."""
     k = len(ids)
-    names = list(map(str, ids))
+    names = [_IDS[i] if 0 <= i < len(_IDS) else str(i) for i in ids]
     bare = list(map(len, names))
     base_cost = sum(bare) + k - 1  # bare ids, one space apart; a weight adds 4: " .42"
     with_weight = min(k, max((room - base_cost) // 4, min(k, MIN_WEIGHTED)))
@@ -205,7 +209,8 @@ def _chosen_entries(ids: list[int], gates: list[float], levels: list[int], room:
     for i in range(weighted):
         after = " " if i < weighted - 1 or tail else ""
         segments.append(Segment(names[i], chosen[levels[i]]))
-        segments.append(Segment(f" {_weight_text(gates[i])}{after}", note))
+        text = _HUNDREDTHS[codes[i]] if 0 <= codes[i] < 100 else _weight_text(gates[i])
+        segments.append(Segment(f" {text}{after}", note))
     if tail:
         segments.append(Segment(tail, note))
     return segments, sum(len(segment.text) for segment in segments)
@@ -605,8 +610,8 @@ class RoutingHeatmap(Widget):
             if strip is None:
                 if labels is None:
                     labels = self._labels()
-                segments, used = _chosen_entries(row_ids, gates[r].tolist(), levels[r], room,
-                                                 chosen, note_style)
+                segments, used = _chosen_entries(row_ids, gates[r].tolist(), codes[r],
+                                                 levels[r], room, chosen, note_style)
                 pad = width - label_width - used
                 strip = cache[key] = Strip(
                     [*labels[r], *segments, *([Segment(" " * pad, self._base)] if pad > 0
