@@ -216,6 +216,19 @@ def _chosen_entries(ids: list[int], gates: list[float], codes: list[int], levels
     return segments, sum(len(segment.text) for segment in segments)
 
 
+def _heaviest_first(experts: np.ndarray, weights: np.ndarray
+                    ) -> tuple[list[list[int]], np.ndarray, list[list[int]], list[list[int]]]:
+    """(L, k) chosen experts heaviest first: ids, weights, weights in hundredths (what a row
+    can show: its cache key) and shade levels. NaN weights go last."""
+    order = np.argsort(-np.nan_to_num(weights, nan=-np.inf), axis=1, kind="stable")
+    ids = np.take_along_axis(experts, order, axis=1)
+    gates = np.take_along_axis(weights, order, axis=1).astype(np.float64)
+    codes = np.rint(np.nan_to_num(gates, nan=-1.0) * 100).astype(np.int64).tolist()
+    levels = np.rint(np.clip(np.nan_to_num(gates), 0.0, 1.0)
+                     * (LEVELS - 1)).astype(np.int64).tolist()
+    return ids.tolist(), gates, codes, levels
+
+
 def _runs(row: list[int], table: list[Segment]) -> list[Segment]:
     """table[i] for each index, a run of one index as one segment."""
     segments: list[Segment] = []
@@ -420,6 +433,11 @@ class RoutingHeatmap(Widget):
                 self._text_lines = self._wrap(self._text or "", width)
             self._lines = self._text_lines
             return self._lines
+        if self._one_row_fits(width):  # many layers: token and shares in one row each
+            if self._token_lines is None or self._share_lines is None:
+                self._token_lines, self._share_lines = self._one_row_map(width), []
+            self._lines = self._token_lines
+            return self._lines
         compact = self._compact(width)
         cell = self._cell_width(width)
         lines: list[Strip] = []
@@ -591,15 +609,7 @@ class RoutingHeatmap(Widget):
             cache.clear()
         label_width = self._label_width()
         room = width - label_width
-        # (L, k), heaviest first; NaN weights last
-        order = np.argsort(-np.nan_to_num(weights, nan=-np.inf), axis=1, kind="stable")
-        ids = np.take_along_axis(experts, order, axis=1)
-        gates = np.take_along_axis(weights, order, axis=1).astype(np.float64)
-        # the row's cache key: ids and weights in hundredths (what the row can show)
-        codes = np.rint(np.nan_to_num(gates, nan=-1.0) * 100).astype(np.int64).tolist()
-        levels = np.rint(np.clip(np.nan_to_num(gates), 0.0, 1.0)
-                         * (LEVELS - 1)).astype(np.int64).tolist()
-        ids_list = ids.tolist()
+        ids_list, gates, codes, levels = _heaviest_first(experts, weights)
         labels: list[list[Segment]] | None = None
         chosen = [self._base + style for style in CHOSEN_STYLES]
         note_style = self._base + NOTE
@@ -656,11 +666,7 @@ class RoutingHeatmap(Widget):
         num_experts = turn.shape[1]
         room = width - self._label_width()
         glyphs = len(LOAD_GLYPHS)
-        table = [Segment(g, self._base + style) for g, style in zip(LOAD_GLYPHS, LOAD_STYLES,
-                                                                    strict=True)]
-        table += [Segment(LOAD_ZERO.text, self._base + LOAD_ZERO.style),
-                  Segment(LOAD_NO_DATA.text, self._base + LOAD_NO_DATA.style),
-                  Segment(" ", self._base), Segment("│", self._base + LABEL)]
+        table = self._load_table()
         gap = [glyphs + 2, glyphs + 3, glyphs + 2]  # " │ " between the two strips
         legend = self._load_legend(num_experts, width)
         if 2 * num_experts + len(gap) <= room:
@@ -687,6 +693,67 @@ class RoutingHeatmap(Widget):
                       *self._grid(3, _load_index(counts, size).tolist(), table, width, 1,
                                   merge=True)]
         return lines
+
+    def _load_table(self) -> list[Segment]:
+        """Load strip cells by `_load_index`'s indices, then a space and a bar (gaps)."""
+        table = [Segment(g, self._base + style) for g, style in zip(LOAD_GLYPHS, LOAD_STYLES,
+                                                                    strict=True)]
+        return table + [Segment(LOAD_ZERO.text, self._base + LOAD_ZERO.style),
+                        Segment(LOAD_NO_DATA.text, self._base + LOAD_NO_DATA.style),
+                        Segment(" ", self._base), Segment("│", self._base + LABEL)]
+
+    def _one_row_fits(self, width: int) -> bool:
+        """Over TALL_LAYERS MoE layers, where a layer's chosen experts with their weights
+        and both load strips (one character per expert) fit one row."""
+        if len(self._layers) <= TALL_LAYERS or self._token is None or self._shares is None:
+            return False
+        num_experts, k = self._shares[0].shape[1], self._token[0].shape[1]
+        entries = k * (len(str(num_experts - 1)) + 4) + k - 1
+        return entries + 2 * (num_experts + 3) <= width - self._label_width()
+
+    def _one_row_map(self, width: int) -> list[Strip]:
+        """Per layer one row: the chosen experts as "id weight", then this turn's and the
+        conversation's load strips, so that 94 layers take 94 rows, not three times that."""
+        assert self._token is not None and self._shares is not None
+        experts, weights = self._token[0], self._token[1]
+        turn, conversation = self._shares
+        num_experts = turn.shape[1]
+        label_width = self._label_width()
+        room = width - label_width - 2 * (num_experts + 3)
+        if len(self._rows) > MAPS_CACHED:
+            self._rows.clear()
+        cache = self._rows.setdefault((4, width, room), {})
+        if len(cache) > ROWS_PER_MAP:
+            cache.clear()
+        ids_list, gates, codes, levels = _heaviest_first(experts, weights)
+        left, right = _load_index(turn, 1).tolist(), _load_index(conversation, 1).tolist()
+        table = self._load_table()
+        gap = Segment(" │ ", self._base + LABEL)
+        chosen = [self._base + style for style in CHOSEN_STYLES]
+        note_style = self._base + NOTE
+        labels: list[list[Segment]] | None = None
+        strips = []
+        for r, row_ids in enumerate(ids_list):
+            key = (r, *row_ids, *codes[r], -1, *left[r], -1, *right[r])
+            strip = cache.get(key)
+            if strip is None:
+                if labels is None:
+                    labels = self._labels()
+                segments, used = _chosen_entries(row_ids, gates[r].tolist(), codes[r],
+                                                 levels[r], room, chosen, note_style)
+                pad = [Segment(" " * (room - used), self._base)] if room > used else []
+                strip = cache[key] = Strip(
+                    [*labels[r], *segments, *pad, gap, *_runs(left[r], table), gap,
+                     *_runs(right[r], table)], width)
+            strips.append(strip)
+        heading = (f"{'chosen: id weight':<{label_width + room}} │ "
+                   f"{_fitting(('this turn', 'turn', 'now'), num_experts):<{num_experts}} │ "
+                   f"{_fitting(('conversation', 'conv.', 'all'), num_experts)}")
+        columns = self._fixed(("one row columns", heading), lambda: [Segment(heading, NOTE)],
+                              width)
+        shared = [self._shared_note(width)] if self._shared else []
+        return [self._token_title(width), columns, self._load_legend(num_experts, width),
+                *shared, *self._with_dense(strips, width)]
 
     def _load_legend(self, num_experts: int, width: int) -> Strip:
         def make() -> list[Segment]:
