@@ -723,8 +723,12 @@ class RoutingHeatmap(Widget):
         if len(self._rows) > MAPS_CACHED:
             self._rows.clear()
         cache = self._rows.setdefault((4, width, room), {})
+        runs: dict[tuple[int, ...], list[Segment]] = self._rows.setdefault(  # type: ignore[assignment]
+            (5, width, room), {})
         if len(cache) > ROWS_PER_MAP:
             cache.clear()
+        if len(runs) > ROWS_PER_MAP:
+            runs.clear()
         ids_list, gates, codes, levels = _heaviest_first(experts, weights)
         left, right = _load_index(turn, 1).tolist(), _load_index(conversation, 1).tolist()
         table = self._load_table()
@@ -741,10 +745,16 @@ class RoutingHeatmap(Widget):
                     labels = self._labels()
                 segments, used = _chosen_entries(row_ids, gates[r].tolist(), codes[r],
                                                  levels[r], room, chosen, note_style)
-                pad = [Segment(" " * (room - used), self._base)] if room > used else []
+                # the padding and the bar in one segment: each segment costs at every paint
+                pad = Segment(" " * max(room - used, 0) + gap.text, gap.style)
+                # the strips change far less often than the token: their runs are kept
+                now, whole = tuple(left[r]), tuple(right[r])
+                if now not in runs:
+                    runs[now] = _runs(left[r], table)
+                if whole not in runs:
+                    runs[whole] = _runs(right[r], table)
                 strip = cache[key] = Strip(
-                    [*labels[r], *segments, *pad, gap, *_runs(left[r], table), gap,
-                     *_runs(right[r], table)], width)
+                    [*labels[r], *segments, pad, *runs[now], gap, *runs[whole]], width)
             strips.append(strip)
         heading = (f"{'chosen: id weight':<{label_width + room}} │ "
                    f"{_fitting(('this turn', 'turn', 'now'), num_experts):<{num_experts}} │ "
