@@ -303,6 +303,8 @@ class RoutingHeatmap(Widget):
         self._lines: list[Strip] = []  # all of them, as painted
         self._rows: dict[tuple[int, int, int], dict[tuple[int, ...], Strip]] = {}
         self._fixed_lines: dict[tuple[object, ...], Strip] = {}
+        # A load strip's segments by its cell indices (they hold the widget's colours).
+        self._load_runs: dict[tuple[int, ...], list[Segment]] = {}
         # The widget's own colours, under every segment that sets none (texts, labels).
         self._base = Style()
         self._text_console = Console(width=80, color_system=None, legacy_windows=False)
@@ -723,8 +725,7 @@ class RoutingHeatmap(Widget):
         if len(self._rows) > MAPS_CACHED:
             self._rows.clear()
         cache = self._rows.setdefault((4, width, room), {})
-        runs: dict[tuple[int, ...], list[Segment]] = self._rows.setdefault(  # type: ignore[assignment]
-            (5, width, room), {})
+        runs = self._load_runs
         if len(cache) > ROWS_PER_MAP:
             cache.clear()
         if len(runs) > ROWS_PER_MAP:
@@ -814,6 +815,7 @@ class RoutingHeatmap(Widget):
         if self.is_mounted and self.rich_style != self._base:
             self._base = self.rich_style  # a new theme: every line again, in its colours
             self._rows.clear()
+            self._load_runs.clear()
             self._fixed_lines.clear()
             self._token_lines = self._share_lines = self._text_lines = None
             if self._width > 0:
