@@ -116,7 +116,7 @@ async def test_one_char_per_expert_where_it_fits_and_a_zero_expert_shows() -> No
         assert len([w for w in words if w.startswith(".")]) == 4
 
 
-async def test_94_layers_one_row_per_layer_where_it_fits() -> None:
+async def test_94_layers_share_maps_side_by_side() -> None:
     heatmap = RoutingHeatmap()
     moe = tuple(range(94))
     ids, weights, probs = token(94, 8, 2, seed=4)
@@ -130,27 +130,15 @@ async def test_94_layers_one_row_per_layer_where_it_fits() -> None:
         await pilot.pause()
         lines = lines_of(heatmap)
         assert all(len(line) <= WIDTH for line in lines)
-        assert lines[1].startswith("chosen: id weight") and "│ turn" in lines[1]
-        assert sum(line.startswith("L93 ") for line in lines) == 1  # one row per layer
-        assert len(lines) == 3 + 94
-        row = row_of(lines, 0)
-        entries, now, whole = row.split("│")
-        order = np.argsort(-weights[0], kind="stable")
-        expected = []
-        for slot in order:
-            expected += [str(ids[0][slot]), f".{round(float(weights[0][slot]) * 100):02d}"]
-        assert entries.split()[1:] == expected
-        assert len(now.strip()) == 8 and now.strip()[3] == "·" and len(whole.strip()) == 8
-    # where one row does not fit (the narrow panel), the maps as for fewer layers
-    narrow = RoutingHeatmap()
-    async with Host(narrow).run_test(size=(34, 60)) as pilot:
-        narrow.show_token(moe, ids, weights, probs, "x", 0)
-        narrow.show_shares(moe, turn, turn)
-        await pilot.pause()
-        lines = lines_of(narrow)
-        assert all(len(line) <= 34 for line in lines)
-        assert "shares: turn │ conversation" in lines or "turn │ conversation" in lines
+        assert "shares: this turn │ whole conversation" in lines
         assert sum(line.startswith("L93 ") for line in lines) == 2  # token map, shares
+        # the 8-expert token map is the usual one: cells with the gate weight in %
+        assert "gate weight %" in lines[1]
+        start = lines.index("shares: this turn │ whole conversation")
+        now, whole = row_of(lines, 0, after=start)[len("L93 "):].split(" │ ")
+        assert len(now) == 8 and now[3] == "·" and len(whole.rstrip()) == 8
+        # two lines per layer and a few more, not three
+        assert len(lines) < 2 * 94 + 12
 
 
 async def test_token_strip_colours_the_most_frequent_experts_when_there_are_many() -> None:

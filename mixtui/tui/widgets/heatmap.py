@@ -102,9 +102,10 @@ MIN_WEIGHTED = 3  # chosen experts shown with their weight even where the rest m
 TALL_LAYERS = 64  # more MoE layers than this: the share maps go compact, side by side
 # Compact share strips: glyph height and colour by log2(share / uniform), 1/4x .. 4x.
 LOAD_GLYPHS = "▁▂▃▄▅▆▇█"
-LOAD_STYLES = [Style(color=c) for c in (
-    [_mix(BELOW, "#8a8a8a", i / 4) for i in range(4)]
-    + [_mix("#8a8a8a", ABOVE, i / 3) for i in range(1, 4)] + [ABOVE])]
+# Three colours for the eight heights: below (under 3/4 of uniform), near, above (over 4/3):
+# a strip changes colour rarely, so its runs of one colour are few segments to paint.
+_LOAD_BELOW, _LOAD_NEAR, _LOAD_ABOVE = (Style(color=c) for c in ("#5b8fe0", "#9a9a9a", ABOVE))
+LOAD_STYLES = [_LOAD_BELOW] * 3 + [_LOAD_NEAR] * 2 + [_LOAD_ABOVE] * 3
 LOAD_ZERO = Segment("·", Style(color="#5a6f99"))  # an expert (or bin) with no assignment
 LOAD_NO_DATA = Segment("·", NO_DATA_STYLE)  # a layer with no assignment at all yet
 BIN_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -230,15 +231,19 @@ def _heaviest_first(experts: np.ndarray, weights: np.ndarray
 
 
 def _runs(row: list[int], table: list[Segment]) -> list[Segment]:
-    """table[i] for each index, a run of one index as one segment."""
+    """table[i] for each index; neighbours of one style (the same object) as one segment."""
     segments: list[Segment] = []
-    start = 0
-    for end in range(1, len(row) + 1):
-        if end == len(row) or row[end] != row[start]:
-            cell = table[row[start]]
-            segments.append(Segment(cell.text * (end - start), cell.style)
-                            if end - start > 1 else cell)
-            start = end
+    texts: list[str] = []
+    style = None
+    for i in row:
+        cell = table[i]
+        if cell.style is not style and texts:
+            segments.append(Segment("".join(texts), style))
+            texts = []
+        style = cell.style
+        texts.append(cell.text)
+    if texts:
+        segments.append(Segment("".join(texts), style))
     return segments
 
 
@@ -303,8 +308,6 @@ class RoutingHeatmap(Widget):
         self._lines: list[Strip] = []  # all of them, as painted
         self._rows: dict[tuple[int, int, int], dict[tuple[int, ...], Strip]] = {}
         self._fixed_lines: dict[tuple[object, ...], Strip] = {}
-        # A load strip's segments by its cell indices (they hold the widget's colours).
-        self._load_runs: dict[tuple[int, ...], list[Segment]] = {}
         # The widget's own colours, under every segment that sets none (texts, labels).
         self._base = Style()
         self._text_console = Console(width=80, color_system=None, legacy_windows=False)
@@ -434,11 +437,6 @@ class RoutingHeatmap(Widget):
             if self._text_lines is None:
                 self._text_lines = self._wrap(self._text or "", width)
             self._lines = self._text_lines
-            return self._lines
-        if self._one_row_fits(width):  # many layers: token and shares in one row each
-            if self._token_lines is None or self._share_lines is None:
-                self._token_lines, self._share_lines = self._one_row_map(width), []
-            self._lines = self._token_lines
             return self._lines
         compact = self._compact(width)
         cell = self._cell_width(width)
@@ -698,73 +696,12 @@ class RoutingHeatmap(Widget):
 
     def _load_table(self) -> list[Segment]:
         """Load strip cells by `_load_index`'s indices, then a space and a bar (gaps)."""
-        table = [Segment(g, self._base + style) for g, style in zip(LOAD_GLYPHS, LOAD_STYLES,
-                                                                    strict=True)]
+        styles = {id(style): self._base + style for style in LOAD_STYLES}  # one object each
+        table = [Segment(g, styles[id(style)]) for g, style in zip(LOAD_GLYPHS, LOAD_STYLES,
+                                                                   strict=True)]
         return table + [Segment(LOAD_ZERO.text, self._base + LOAD_ZERO.style),
                         Segment(LOAD_NO_DATA.text, self._base + LOAD_NO_DATA.style),
                         Segment(" ", self._base), Segment("│", self._base + LABEL)]
-
-    def _one_row_fits(self, width: int) -> bool:
-        """Over TALL_LAYERS MoE layers, where a layer's chosen experts with their weights
-        and both load strips (one character per expert) fit one row."""
-        if len(self._layers) <= TALL_LAYERS or self._token is None or self._shares is None:
-            return False
-        num_experts, k = self._shares[0].shape[1], self._token[0].shape[1]
-        entries = k * (len(str(num_experts - 1)) + 4) + k - 1
-        return entries + 2 * (num_experts + 3) <= width - self._label_width()
-
-    def _one_row_map(self, width: int) -> list[Strip]:
-        """Per layer one row: the chosen experts as "id weight", then this turn's and the
-        conversation's load strips, so that 94 layers take 94 rows, not three times that."""
-        assert self._token is not None and self._shares is not None
-        experts, weights = self._token[0], self._token[1]
-        turn, conversation = self._shares
-        num_experts = turn.shape[1]
-        label_width = self._label_width()
-        room = width - label_width - 2 * (num_experts + 3)
-        if len(self._rows) > MAPS_CACHED:
-            self._rows.clear()
-        cache = self._rows.setdefault((4, width, room), {})
-        runs = self._load_runs
-        if len(cache) > ROWS_PER_MAP:
-            cache.clear()
-        if len(runs) > ROWS_PER_MAP:
-            runs.clear()
-        ids_list, gates, codes, levels = _heaviest_first(experts, weights)
-        left, right = _load_index(turn, 1).tolist(), _load_index(conversation, 1).tolist()
-        table = self._load_table()
-        gap = Segment(" │ ", self._base + LABEL)
-        chosen = [self._base + style for style in CHOSEN_STYLES]
-        note_style = self._base + NOTE
-        labels: list[list[Segment]] | None = None
-        strips = []
-        for r, row_ids in enumerate(ids_list):
-            key = (r, *row_ids, *codes[r], -1, *left[r], -1, *right[r])
-            strip = cache.get(key)
-            if strip is None:
-                if labels is None:
-                    labels = self._labels()
-                segments, used = _chosen_entries(row_ids, gates[r].tolist(), codes[r],
-                                                 levels[r], room, chosen, note_style)
-                # the padding and the bar in one segment: each segment costs at every paint
-                pad = Segment(" " * max(room - used, 0) + gap.text, gap.style)
-                # the strips change far less often than the token: their runs are kept
-                now, whole = tuple(left[r]), tuple(right[r])
-                if now not in runs:
-                    runs[now] = _runs(left[r], table)
-                if whole not in runs:
-                    runs[whole] = _runs(right[r], table)
-                strip = cache[key] = Strip(
-                    [*labels[r], *segments, pad, *runs[now], gap, *runs[whole]], width)
-            strips.append(strip)
-        heading = (f"{'chosen: id weight':<{label_width + room}} │ "
-                   f"{_fitting(('this turn', 'turn', 'now'), num_experts):<{num_experts}} │ "
-                   f"{_fitting(('conversation', 'conv.', 'all'), num_experts)}")
-        columns = self._fixed(("one row columns", heading), lambda: [Segment(heading, NOTE)],
-                              width)
-        shared = [self._shared_note(width)] if self._shared else []
-        return [self._token_title(width), columns, self._load_legend(num_experts, width),
-                *shared, *self._with_dense(strips, width)]
 
     def _load_legend(self, num_experts: int, width: int) -> Strip:
         def make() -> list[Segment]:
@@ -815,7 +752,6 @@ class RoutingHeatmap(Widget):
         if self.is_mounted and self.rich_style != self._base:
             self._base = self.rich_style  # a new theme: every line again, in its colours
             self._rows.clear()
-            self._load_runs.clear()
             self._fixed_lines.clear()
             self._token_lines = self._share_lines = self._text_lines = None
             if self._width > 0:
