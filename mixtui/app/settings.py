@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class Settings:
     experts_per_token: dict[str, int] = field(default_factory=dict)  # per model; absent: default
     expert_colouring: bool = True
     max_kv_size: int = DEFAULT_CONTEXT
+    favourites: list[str] = field(default_factory=list)  # pinned model keys: keys 1-5 first
 
     def experts_for(self, model: str) -> int | None:
         """Experts per token chosen for `model`, or None for the model's own number."""
@@ -209,6 +210,7 @@ def settings_to_json(settings: Settings) -> str:
         "experts_per_token": dict(sorted(settings.experts_per_token.items())),
         "expert_colouring": settings.expert_colouring,
         "max_kv_size": settings.max_kv_size,
+        "favourites": list(settings.favourites),
     }
     return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
 
@@ -298,7 +300,43 @@ def settings_from_dict(record: Any) -> tuple[Settings, list[str]]:
         except (ValueError, OverflowError):
             bad("max_kv_size", value, _RULES["max_kv_size"][1])
 
+    if "favourites" in record:
+        raw = record["favourites"]
+        if isinstance(raw, list):
+            favourites: list[str] = []
+            for key in raw:
+                if isinstance(key, str) and key.strip():
+                    if key not in favourites:
+                        favourites.append(key)
+                else:
+                    bad("favourites[]", key, "a model key")
+            values["favourites"] = favourites
+        else:
+            bad("favourites", raw, "a list of model keys")
+
     return replace(defaults, **values), problems
+
+
+def prune_favourites(settings: Settings, known: Collection[str]) -> str | None:
+    """Drop the pinned models that are not in the registry (`known`); None when all are.
+
+    As with the other settings, nothing is lost: the file as it was is kept beside it
+    (settings.json.bad) before the next save rewrites it. Returns one sentence for the user.
+    """
+    unknown = [key for key in settings.favourites if key not in known]
+    if not unknown:
+        return None
+    settings.favourites = [key for key in settings.favourites if key in known]
+    path = settings_path()
+    try:
+        kept = f"; {_copy_aside(path, path.read_bytes())}"
+    except OSError:  # no file (a test's settings, or never saved): nothing to keep
+        kept = ""
+    names = ", ".join(unknown)
+    return (f"Pinned model{'s' if len(unknown) > 1 else ''} {names} "
+            f"{'are' if len(unknown) > 1 else 'is'} not in the registry and "
+            f"{'were' if len(unknown) > 1 else 'was'} unpinned (add "
+            f"{'them' if len(unknown) > 1 else 'it'} to models.toml and pin again){kept}.")
 
 
 def load_settings() -> tuple[Settings, str | None]:

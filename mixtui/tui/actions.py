@@ -47,6 +47,8 @@ class Actions:
 
     def commands(self) -> Iterator[SystemCommand]:
         app = self.app
+        yield SystemCommand("Pick a model…", "every model: search, switch, pin to keys 1–5 "
+                            "(key m)", app.action_pick_model)
         for n, spec in enumerate(app.main.entries, start=1):
             yield SystemCommand(f"Switch model: {spec.name}", f"key {n}",
                                 lambda key=spec.key: app.switch_model(key))

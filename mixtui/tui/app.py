@@ -37,6 +37,7 @@ from mixtui.tui.download_screen import DownloadScreen
 from mixtui.tui.messages import TokenInbox, engine_message
 from mixtui.tui.screens.dialogs import HelpScreen
 from mixtui.tui.screens.main import BAR_SLOTS, MainScreen
+from mixtui.tui.screens.picker import ModelPicker
 from mixtui.tui.widgets.chat import ChatLog
 from mixtui.tui.widgets.token_strip import TokenStrip
 from mixtui.tui.wording import say
@@ -67,6 +68,7 @@ class MixtuiApp(App[int]):
         Binding("t", "focus_strip", "Tokens", show=False),
         Binding("e", "toggle_colouring", "Colours"),
         Binding("r", "reload", "Reload engine", show=False),
+        Binding("m", "pick_model", "Models", show=False),
     ]
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
@@ -253,6 +255,31 @@ class MixtuiApp(App[int]):
 
     def switch_model(self, key: str) -> None:
         self.main.switch_model(key)
+
+    def action_pick_model(self) -> None:
+        """The model picker over the main screen; Enter switches as the number keys do."""
+        main = self.main
+        rows = main.catalogue()
+        main.refresh_bar()  # the pins as they are now (unknown ones dropped)
+
+        def chosen(key: str | None) -> None:
+            if key is not None:
+                self.switch_model(key)
+
+        self.push_screen(ModelPicker(rows, [spec.key for spec in main.entries],
+                                     self.toggle_pin, list(self.settings.favourites),
+                                     active=main.spec.key if main.spec else None), chosen)
+
+    def toggle_pin(self, key: str) -> list[str]:
+        """Pin `key` (or unpin it), save the settings; the keys' models after the change."""
+        favourites = self.settings.favourites
+        if key in favourites:
+            favourites.remove(key)
+        else:
+            favourites.append(key)
+        self.save_settings()
+        self.main.refresh_bar()
+        return [spec.key for spec in self.main.entries]
 
     def action_layer(self, step: int) -> None:
         strip = self.main.query_one(TokenStrip)

@@ -21,7 +21,10 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Esc", "stop the answer (the partial answer is kept); when idle: leave the input "
             "so that the single keys below act"),
     ("i", "back to the prompt input"),
-    ("1 … 5", "switch model (registry order, as in the model bar; a click on it too)"),
+    ("1 … 5", "switch model (as in the model bar: pinned models first, then registry "
+              "order; a click on it too)"),
+    ("m", "pick a model: every model with its size, state and fit; type to filter, Enter "
+          "switches, * pins it to the number keys"),
     ("[  ]", "previous / next MoE layer for the token colours"),
     ("t", "focus the token strip: ← → Home End move the cursor over tokens, and the "
           "heatmap shows that token's routing (a click does the same); ↑ ↓ change the layer"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -21,9 +21,11 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from mixtui.app.catalog import describe
 from mixtui.app.chat import ENGINELESS, Change, ChatController, State
 from mixtui.app.conversation import Conversation
 from mixtui.app.loader import OfferDownload, Refused, Start, Unavailable, decide, is_here
+from mixtui.app.settings import prune_favourites
 from mixtui.core.errors import MixtuiError, RegistryError
 from mixtui.engine.messages import Tokens
 from mixtui.planner import memory_budget, plan
@@ -176,7 +178,13 @@ class MainScreen(Screen[None]):
         except MixtuiError as exc:
             self.notice(say(exc))
             return
-        self.entries = list(registry.values())[:BAR_SLOTS]
+        settings = self.app.settings
+        if self._registry_error is None:  # a broken models.toml must not unpin its models
+            dropped = prune_favourites(settings, registry)
+            if dropped:
+                self.notice(dropped)
+                self.app.save_settings()
+        self.entries = self.keyed(registry)
         entries = []
         for n, spec in enumerate(self.entries, start=1):
             state = {"bundled": "bundled", "complete": "downloaded", "partial": "partial"}.get(
@@ -189,8 +197,22 @@ class MainScreen(Screen[None]):
                 state = "tight"
             entries.append(BarEntry(n, spec.key, spec.name, state,
                                     f"{fit.weight_bytes / 1e9:.1f} GB",
-                                    say(fit, force=self.app.force)))
+                                    say(fit, force=self.app.force),
+                                    pinned=spec.key in settings.favourites))
         self.query_one(ModelBar).set_entries(entries)
+
+    def keyed(self, registry: dict[str, ModelSpec]) -> list[ModelSpec]:
+        """The models on the number keys: the pinned ones in order, then the registry's
+        first ones, BAR_SLOTS in all."""
+        pins = [registry[key] for key in self.app.settings.favourites if key in registry]
+        rest = [spec for spec in registry.values() if spec not in pins]
+        return (pins + rest)[:BAR_SLOTS]
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        """Every registry model's catalogue row, for the picker (a few ms: no thread)."""
+        registry = self.registry()
+        budget = memory_budget()
+        return [describe(spec, budget, registry) for spec in registry.values()]
 
     # -- loading -----------------------------------------------------------------------------
     def load_model(self, name: str, keep_conversation: bool = False,
@@ -520,6 +542,7 @@ class MainScreen(Screen[None]):
             heatmap.show_dense(self.spec.name if self.spec is not None else info.name)
             return
         strip.set_layers(info.moe_layers, num_experts=info.num_experts)
+        heatmap.set_geometry(info.num_layers, info.shared_experts)
         routing = conversation.routing()
         strip.append(texts, phases,
                      top1_experts(routing.experts, routing.weights) if routing is not None

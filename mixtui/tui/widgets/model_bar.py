@@ -31,6 +31,7 @@ class BarEntry:
     state: str  # "bundled", "downloaded", "partial", "not downloaded", "tight", "does not fit"
     size: str  # e.g. "26.3 GB"
     fit_reason: str = ""  # the memory plan in one sentence: the entry's tooltip
+    pinned: bool = False  # on its key because the user pinned it (the picker's *)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ ACTIVE = Style(reverse=True)
 STATUS = Style(bold=True)
 HINT = Style(dim=True)
 SEPARATOR = " │ "
+PIN = "★"
 
 _NOISE = re.compile(r"^(v\d+(\.\d+)*|\d+-?bit|mlx|gguf)$", re.IGNORECASE)
 _SIZE = re.compile(r"^\d+(\.\d+)?(x\d+(\.\d+)?)?[bm]$", re.IGNORECASE)
@@ -83,7 +85,7 @@ def _entry_parts(entry: BarEntry, level: int) -> list[tuple[str, Style | None]]:
     """An entry at detail `level` (0 = most), as (text, style) pieces."""
     medium, short, tiny = name_forms(entry.name)
     tag = _tag(entry.state)
-    number = (str(entry.number), NUMBER)
+    number = (f"{entry.number}{PIN if entry.pinned else ''}", NUMBER)
     if level == 0:
         return [number, (f" {medium} {entry.size} ", None), (tag.long, tag.style)]
     if level == 1:
@@ -179,8 +181,10 @@ class ModelBar(Widget):
                 text.append(f"{name_forms(active.name)[0]}: ", STATUS)
             text.append(self._status or "no model loaded")
             if self._entries:
-                text.append(f"   keys 1–{max(e.number for e in self._entries)} load a model",
-                            HINT)
+                last = max(e.number for e in self._entries)
+                pinned = any(e.pinned for e in self._entries)
+                text.append(f"   keys 1–{last} load a model" + (
+                    " (★ pinned) · m picks any" if pinned else ""), HINT)
         else:
             text.append(self._status, STATUS)
         return text

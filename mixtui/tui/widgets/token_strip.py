@@ -29,7 +29,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from mixtui.tui.widgets.heatmap import expert_colour, expert_ink
+from mixtui.tui.widgets.heatmap import EXPERT_COLOURS, expert_colour, expert_ink
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +42,11 @@ EMPTY_TOKEN = "·"  # a token with no text of its own (e.g. part of a multi-byte
 
 AUTO_LINES = 8  # token lines shown with `height: auto`
 PROMPT_SHADE = 0.45  # prompt tokens: the expert's colour, this much darker
+# More experts than colours: the most frequent top-1 experts at the layer get one each, the
+# rest share a grey (ids are the truth wherever they are shown: the heatmap).
+DISTINCT = len(EXPERT_COLOURS) - 1
+OTHERS = -2  # the colour index of the experts without a colour of their own
+OTHERS_COLOUR = "#6e6e6e"
 
 
 def top1_experts(experts: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -131,6 +136,9 @@ class TokenStrip(Widget, can_focus=True):
         self._spans: list[list[tuple[int, int, int]]] = []  # per token line: (x0, x1, index)
         self._stale = True
         self._styles: dict[tuple[Style, int, bool, bool], Style] = {}
+        # Many experts: {expert: colour index} for (layer, tokens) it was counted for.
+        self._slots: dict[int, int] = {}
+        self._slots_for: tuple[int, int] | None = None
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -156,6 +164,9 @@ class TokenStrip(Widget, can_focus=True):
         self._layers = layers
         self._num_experts = num_experts
         self._dense = False
+        # the panel says, in one line, what the colours mean when they cannot all differ
+        self.border_subtitle = (f"{DISTINCT} most frequent coloured, rest grey"
+                                if self._many() else None)
         self._top1 = (np.full((len(self._texts), len(self._layers)), -1, dtype=np.int16)
                       if self._texts else None)  # no tokens: nothing to allocate yet
         self.layer_index = min(self.layer_index, max(len(self._layers) - 1, 0))
@@ -165,6 +176,7 @@ class TokenStrip(Widget, can_focus=True):
         """A dense model: tokens are shown plain, and the strip says why."""
         self._dense = True
         self._layers = ()
+        self.border_subtitle = None
         self._top1 = (np.full((len(self._texts), 0), -1, dtype=np.int16) if self._texts
                       else None)
         self.layer_index = 0
@@ -209,6 +221,13 @@ class TokenStrip(Widget, can_focus=True):
         self._first_line = 0
         self.cursor = None
         self._changed()
+
+    def coloured_experts(self) -> list[int] | None:
+        """With more experts than colours: the experts that have a colour of their own at the
+        shown layer, most frequent top-1 first (the rest are grey); None otherwise."""
+        if not self._many():
+            return None
+        return sorted(self._colour_slots(), key=self._colour_slots().__getitem__)
 
     def next_layer(self) -> None:
         self.layer_index += 1  # clamped by validate_layer_index
@@ -280,6 +299,7 @@ class TokenStrip(Widget, can_focus=True):
     # -- layout -----------------------------------------------------------------------------
     def _changed(self) -> None:
         self._stale = True
+        self._slots_for = None  # new tokens, layers or colouring: counted again when drawn
         self.refresh()
 
     def _lay_out(self, width: int) -> None:
@@ -298,19 +318,43 @@ class TokenStrip(Widget, can_focus=True):
             x += w
         self._x = x
 
+    def _many(self) -> bool:
+        return self._num_experts > len(EXPERT_COLOURS) and bool(self._layers)
+
+    def _colour_slots(self) -> dict[int, int]:
+        """{expert: colour index} for the DISTINCT most frequent top-1 experts at the shown
+        layer among the tokens so far (ties: the lower id); counted again as tokens come."""
+        n = len(self._texts)
+        key = (self.layer_index, n)
+        if self._slots_for != key:
+            self._slots_for = key
+            self._slots = {}
+            if n and self._top1 is not None:
+                top1 = self._top1[:n, self.layer_index]
+                counts = np.bincount(top1[top1 >= 0].astype(np.int64),
+                                     minlength=self._num_experts)
+                ranked = np.argsort(-counts, kind="stable")[:DISTINCT]
+                self._slots = {int(e): slot for slot, e in enumerate(ranked.tolist())
+                               if counts[e] > 0}
+        return self._slots
+
     def _style(self, base: Style, expert: int, prompt: bool, cursor: bool) -> Style:
+        """`expert`: a colour index (an expert id, or its slot with many experts), -1 for
+        none, OTHERS for grey."""
         key = (base, expert, prompt, cursor)
         style = self._styles.get(key)
         if style is None:
             if len(self._styles) > 1024:
                 self._styles.clear()
-            if expert < 0:
+            colour = OTHERS_COLOUR if expert == OTHERS else expert_colour(max(expert, 0))
+            if expert == -1:
                 style = Style(italic=True, dim=True) if prompt else Style()
             elif prompt:
-                background = _darker(expert_colour(expert), PROMPT_SHADE)
+                background = _darker(colour, PROMPT_SHADE)
                 style = Style(color="#ffffff", bgcolor=background, italic=True)
             else:
-                style = Style(color=expert_ink(expert), bgcolor=expert_colour(expert))
+                ink = "#000000" if expert == OTHERS else expert_ink(expert)
+                style = Style(color=ink, bgcolor=colour)
             if cursor:
                 style += Style(reverse=True, underline=True, bold=True)
             style = self._styles[key] = base + style
@@ -329,7 +373,9 @@ class TokenStrip(Widget, can_focus=True):
             label = f"layer L{self._layers[self.layer_index]}"
             segments = [Segment(label, base + Style(bold=True))]
             tail = Segment(f" · {where}", base + Style(dim=True))
-            if self.colouring:
+            if self.colouring and self._many():
+                segments += self._many_legend(base, width - len(label) - len(tail.text))
+            elif self.colouring:
                 # The widest legend that fits: padded numbers, then bare ones, then no words.
                 experts = range(self._num_experts)
                 for pad, words in ((" ", " top-1 expert "), ("", " top-1 expert "), ("", " ")):
@@ -344,6 +390,26 @@ class TokenStrip(Widget, can_focus=True):
                 segments.append(Segment(" · colours off", base + Style(dim=True)))
             segments.append(tail)
         return Strip(segments).adjust_cell_length(width, base)
+
+    def _many_legend(self, base: Style, room: int) -> list[Segment]:
+        """The legend with more experts than colours: it says that the colours go to the
+        most frequent top-1 experts, then as many of them as fit, in their colours."""
+        slots = self._colour_slots()
+        experts = sorted(slots, key=slots.__getitem__)
+        dim = base + Style(dim=True)
+        forms = ((f" top-1; colours: the {DISTINCT} most frequent ", " others grey"),
+                 (f" top-1, {DISTINCT} most frequent: ", " rest grey"),
+                 (" top-1, most frequent: ", ""), (" top-1: ", ""))
+        words, rest = next((f for f in forms if len(f[0]) + len(f[1]) <= room), forms[-1])
+        shown = list(experts)
+        while shown and len(words) + sum(len(f" {e} ") for e in shown) + len(rest) > room:
+            shown.pop()
+        segments = [Segment(words, dim)]
+        segments += [Segment(f" {e} ", Style(color=expert_ink(slots[e]),
+                                             bgcolor=expert_colour(slots[e]))) for e in shown]
+        if rest:
+            segments.append(Segment(rest, dim))
+        return segments
 
     def _rebuild(self, width: int, height: int) -> None:
         """The strips on screen: the legend, then the token lines around the cursor."""
@@ -369,11 +435,14 @@ class TokenStrip(Widget, can_focus=True):
         spans: list[list[tuple[int, int, int]]] = []
         layer = self.layer_index
         colour = self.colouring and bool(self._layers) and not self._dense
+        slots = self._colour_slots() if colour and self._many() else None
         for line in range(first, min(first + rows, lines)):
             start = self._line_starts[line]
             end = self._line_starts[line + 1] if line + 1 < lines else len(self._texts)
             experts = (self._top1[start:end, layer].tolist()
                        if colour and self._top1 is not None else [-1] * (end - start))
+            if slots is not None:
+                experts = [e if e < 0 else slots.get(e, OTHERS) for e in experts]
             segments, row = [], []
             for i, expert in zip(range(start, end), experts, strict=True):
                 segments.append(Segment(self._texts[i], self._style(
