@@ -93,6 +93,30 @@ def cli_env(isolated_config_dir: Path, empty_hf_cache: Path) -> dict[str, str]:
     return env
 
 
+def toml_value(value: object) -> str:
+    """A config.json value in TOML (tables inline); None is not given (see config_nulls)."""
+    import json
+
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def register_config_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
+                              name: str) -> None:
+    """As register_in_slot_2, by the model's config.json fields ([config]: the families
+    described by their config alone)."""
+    nulls = [k for k, v in config.items() if v is None]
+    fields = "\n".join(f"{k} = {toml_value(v)}" for k, v in config.items() if v is not None)
+    (config_dir / "models.toml").write_text(
+        f'[models.mistral-7b-instruct]\nname = "{name}"\npath = "{model_dir}"\n'
+        f'kind = "chat"\nconfig_nulls = {toml_value(nulls)}\n'
+        f'[models.mistral-7b-instruct.config]\n{fields}\n')
+
+
 def register_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
                        name: str = "Tiny dense") -> None:
     """The user's models.toml makes key 2 (mistral-7b-instruct) a tiny model on disk."""

@@ -264,6 +264,9 @@ experts_per_token = 2
     ("config of no family",
      BROKEN_ENTRY.split("[models.broken.geometry]")[0].format(kind="chat")
      + '[models.broken.config]\nmodel_type = "dbrx"\n', "no family for"),
+    ("geometry of a family read from its config",
+     BROKEN_ENTRY.format(kind="chat", layers=1, head_dim="head_dim = 8\n")
+     .replace('model_type = "mixtral"', 'model_type = "deepseek_v2"'), "[config] table instead"),
     ("config lacking a field",
      BROKEN_ENTRY.split("[models.broken.geometry]")[0].format(kind="chat")
      + '[models.broken.config]\nmodel_type = "olmoe"\n', "lacks"),

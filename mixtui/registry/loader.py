@@ -61,6 +61,14 @@ def _parse_entry(key: str, raw: Any, where: str) -> ModelSpec:
         geometry = _geometry_of_config(config, bad)
     else:
         geometry = _parse_geometry(raw.get("geometry"), bad)
+        family = family_for(geometry.model_type)
+        if family is not None:
+            try:
+                family.hf_config(geometry)
+            except ValueError:  # the family reads its own config.json fields only
+                raise bad(f"is a {geometry.model_type} model, which mixtui describes by its "
+                          "config.json: give its fields in a [config] table instead of "
+                          "[geometry]") from None
     quantization = _parse_quantization(raw.get("quantization"), bad)
     card = _parse_card(raw.get("card"), bad)
     for text_field in ("name", "repo", "revision", "path", "description"):

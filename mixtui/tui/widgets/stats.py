@@ -200,22 +200,28 @@ class StatsPanel(Widget):
             rows = [(label, UNKNOWN) for label in
                     ("name", "device", "params", "experts", "weights", "context")]
         else:
+            extra: list[tuple[str, str]] = []
             if info.is_moe:
                 params = (f"{human_count(info.active_params)} active of "
                           f"{human_count(info.total_params)}")
-                shared = f" +{info.shared_experts} shared" if info.shared_experts else ""
                 dense = info.num_layers - len(info.moe_layers)
-                experts = (f"{info.top_k} of {info.num_experts}{shared} per token, "
-                           f"{len(info.moe_layers)} layers"
-                           + (f" (+{dense} dense)" if dense else "")
-                           + (", sigmoid" if info.scoring == "sigmoid" else ""))
+                shared = f" +{info.shared_experts} shared" if info.shared_experts else ""
+                if dense or shared or info.scoring == "sigmoid":
+                    # today's families: the layout gets a row of its own
+                    experts = f"{info.top_k} of {info.num_experts}{shared} per token"
+                    layers = f"{len(info.moe_layers)} MoE" + (f", {dense} dense" if dense else "")
+                    extra.append(("layers", layers + (", sigmoid router"
+                                                      if info.scoring == "sigmoid" else "")))
+                else:
+                    experts = (f"{info.top_k} of {info.num_experts} per token, "
+                               f"{len(info.moe_layers)} layers")
             else:
                 params, experts = f"{human_count(info.total_params)} (all active)", "none (dense)"
             context = (f"{info.max_kv_size:,} tokens" if info.max_kv_size
                        else "unbounded")
             device = MASK if self.masked else info.device or UNKNOWN
             rows = [("name", info.name), ("device", device),
-                    ("params", params), ("experts", experts),
+                    ("params", params), ("experts", experts), *extra,
                     ("weights", human_bytes(info.weight_bytes)),
                     ("context", f"{context}, {human_bytes(info.kv_bytes_per_token)}/token")]
         self._model.update(_rows("model", rows))
