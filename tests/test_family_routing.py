@@ -73,7 +73,17 @@ def test_experts_per_token_override(session: Session) -> None:
     assert session.top_k == default
 
 
-def test_generate_trace(cli_env: dict[str, str], session: Session, tmp_path: Path) -> None:
+# The command line's path is the same for every family (the engine's capture, checked above
+# for each); it is run on one family of each kind: a "logits" router with a shared expert and
+# linear attention, a "choice" router with dense layers and shared experts, a sigmoid router.
+# `python scripts/check_families.py` runs it for every family.
+CLI_TYPES = ("qwen3_next", "deepseek_v2", "glm4_moe")
+
+
+@pytest.mark.parametrize("model_type", CLI_TYPES)
+def test_generate_trace(cli_env: dict[str, str], tiny_family_dir, model_type: str,
+                        tmp_path: Path) -> None:
+    session = Session.load(str(tiny_family_dir(model_type)))
     trace = tmp_path / "t.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "mixtui", "generate", "--model", session.path, "--prompt",
@@ -83,6 +93,9 @@ def test_generate_trace(cli_env: dict[str, str], session: Session, tmp_path: Pat
     header, records, summary = read_trace(trace)
     assert header["model_type"] == session.geometry.model_type
     assert header["moe_layers"] == list(session.geometry.moe_layers)
+    assert header["dense_layers"] == list(session.geometry.dense_layers)
+    assert header["shared_experts"] == session.geometry.shared_experts
+    assert header["scoring"] == session.adapter.scoring  # type: ignore[union-attr]
     assert summary is not None and summary["generation_tokens"] == 5
     traced = RoutingBatch(np.array([r["experts"] for r in records], np.int32),
                           np.array([r["weights"] for r in records], np.float32),
