@@ -443,7 +443,8 @@ class RoutingHeatmap(Widget):
         lines: list[Strip] = []
         if self._token is not None:
             if self._token_lines is None:
-                self._token_lines = (self._token_rows(width) if compact
+                # cells too narrow for numbers (2 wide) would hide the weights: ids instead
+                self._token_lines = (self._token_rows(width) if compact or cell < 3
                                      else self._token_map(width, cell))
             lines += self._token_lines
         if self._shares is not None:

@@ -205,13 +205,14 @@ class StatsPanel(Widget):
                 params = (f"{human_count(info.active_params)} active of "
                           f"{human_count(info.total_params)}")
                 dense = info.num_layers - len(info.moe_layers)
-                shared = f" +{info.shared_experts} shared" if info.shared_experts else ""
-                if dense or shared or info.scoring == "sigmoid":
+                if dense or info.shared_experts or info.scoring == "sigmoid":
                     # today's families: the layout gets a row of its own
-                    experts = f"{info.top_k} of {info.num_experts}{shared} per token"
+                    experts = (f"{info.top_k} of {info.num_experts}/token, "
+                               f"{info.shared_experts} shared" if info.shared_experts
+                               else f"{info.top_k} of {info.num_experts} per token")
                     layers = f"{len(info.moe_layers)} MoE" + (f", {dense} dense" if dense else "")
-                    extra.append(("layers", layers + (", sigmoid router"
-                                                      if info.scoring == "sigmoid" else "")))
+                    extra.append(("layers", layers + (", sigmoid" if info.scoring == "sigmoid"
+                                                      else "")))
                 else:
                     experts = (f"{info.top_k} of {info.num_experts} per token, "
                                f"{len(info.moe_layers)} layers")
