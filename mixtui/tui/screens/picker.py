@@ -28,6 +28,10 @@ FITS = {"fits": "fits", "tight": "tight", "does-not-fit": "too big"}
 COLUMNS = ("key", "family", "total / active", "size", "state", "fit")
 GAP = " "  # after every cell: the table has no padding of its own (80 columns fit it)
 PIN = "★"
+# the widest the other columns get (family, total / active, size, state, fit, with gaps),
+# the number-key mark, the box's borders and the scrollbar: what a key may take of a
+# narrow terminal
+_OTHER_COLUMNS = 12 + 17 + 8 + 8 + 8 + 3 + 2 + 2  # and the scrollbar
 
 
 class FilterInput(Input):
@@ -79,6 +83,7 @@ class ModelPicker(ModalScreen[str | None]):
         self.toggle_pin = toggle_pin
         self.active = active
         self.shown: list[dict[str, Any]] = []
+        self.key_room = 40
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -91,6 +96,8 @@ class ModelPicker(ModalScreen[str | None]):
             yield Label("", id="picker-keys")
 
     def on_mount(self) -> None:
+        # long keys (granite-3.1-3b-a800m-instruct) end in "…" where the fit would not show
+        self.key_room = max(12, min(self.app.size.width, 110) - _OTHER_COLUMNS)
         table = self.query_one(DataTable)
         # the keys come after their number key and pin mark: "1★ nano"
         table.add_columns(*(f"   {c}{GAP}" if i == 0 else c + GAP for i, c in enumerate(COLUMNS)))
@@ -112,7 +119,8 @@ class ModelPicker(ModalScreen[str | None]):
         fit = row.get("fit", "")
         fit_text = Text(FITS.get(fit, fit), style={"tight": "yellow",
                                                   "does-not-fit": "bold red"}.get(fit, "green"))
-        name = Text(f"{mark}{key}{GAP}", style="bold" if key == self.active else "")
+        shown = key if len(key) <= self.key_room else key[:self.key_room - 1] + "…"
+        name = Text(f"{mark}{shown}{GAP}", style="bold" if key == self.active else "")
         fit_text.append(GAP)
         return (name, (row.get("family") or "dense") + GAP, params + GAP, size + GAP,
                 STATES.get(row.get("state", ""), row.get("state", "")) + GAP, fit_text)
