@@ -457,3 +457,37 @@ def test_bundled_nano_is_complete_and_matches_its_entry(builtin: dict[str, Model
     assert g.model_type == "mixtral" and g.experts == 8 and g.experts_per_token == 2
     assert g.layers >= 4
     assert sum(f.stat().st_size for f in where.iterdir()) <= 20 * 10**6
+
+
+def _user_config_entry(config: dict, extra: str = "") -> str:
+    from conftest import toml_value
+
+    nulls = [k for k, v in config.items() if v is None]
+    fields = "\n".join(f"{k} = {toml_value(v)}" for k, v in config.items() if v is not None)
+    return (f'[models.mine]\nrepo = "org/mine"\nconfig_nulls = {toml_value(nulls)}\n{extra}'
+            f"[models.mine.config]\n{fields}\n")
+
+
+@pytest.mark.parametrize(("case", "change", "extra", "words"), [
+    ("a field only the cache needs", {"linear_num_key_heads": None}, "", "lacks"),
+    ("no attention heads", {"num_attention_heads": 0}, "", "cannot read"),
+    ("an infinite card", {}, "card = { total = inf, active = 1e9 }\n", "card must be"),
+    ("a card's active over its total", {}, "card = { total = 1e9, active = 2e9 }\n",
+     "active at most total"),
+    ("negative bits", {}, "quantization = { bits = -4, group_size = 64 }\n", "bits 2, 3"),
+    ("MXFP4 in groups of 64", {}, 'quantization = { bits = 4, group_size = 64, mode = "mxfp4" }'
+     "\n", "group_size = 32"),
+])
+def test_fault_20_a_published_config_entry_that_cannot_be_used(
+        case: str, change: dict, extra: str, words: str) -> None:
+    # Qwen3-Next's published config: its cache rule reads fields its geometry does not
+    config = dict(load_registry(include_user=False)["qwen3-next-80b-a3b-instruct"].hf_config)
+    for field, value in change.items():
+        if value is None:
+            del config[field]
+        else:
+            config[field] = value
+    user_registry_path().write_text(_user_config_entry(config, extra))
+    with pytest.raises(RegistryError) as err:
+        load_registry()
+    assert "mine" in str(err.value) and words in str(err.value), (case, str(err.value))

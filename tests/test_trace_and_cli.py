@@ -84,7 +84,7 @@ def test_generate_with_trace(cli_env: dict[str, str], tiny_moe_dir: Path, tmp_pa
     assert header["num_layers"] == 2 and header["moe_layers"] == [0, 1]
     assert header["dense_layers"] == [] and header["shared_experts"] == 0
     assert header["num_experts"] == 8 and header["top_k"] == 2
-    assert header["scoring"] == "softmax"
+    assert header["scoring"] == "softmax" and header["routing"] is True
 
     assert [t["i"] for t in tokens] == list(range(len(tokens)))
     phases = [t["phase"] for t in tokens]
@@ -256,6 +256,8 @@ def test_models_json_lists_the_families_with_the_published_figures(cli_env: dict
         assert abs(row["active_params"] - active) < 0.01 * active, key
         assert row["card"]["total_params"] > 0, key
     gpt = rows["gpt-oss-20b"]
+    assert gpt["quantization"] == {"bits": 8, "group_size": 64, "mode": "affine", "experts": {
+        "bits": 4, "group_size": 32, "mode": "mxfp4", "experts": None}}
     assert gpt["card"] == {"total_params": 21e9, "active_params": 3.6e9,
                            "note": "its 3.6 B leaves the embeddings out"}
     table = mixtui(dict(cli_env, MIXTUI_MEMORY_BUDGET="64GB"), "models").stdout

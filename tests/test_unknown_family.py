@@ -69,3 +69,5 @@ def test_generate_says_so_and_runs_it_without_routing_when_asked(
     header, records, summary = read_trace(trace)
     assert summary is not None and summary["generation_tokens"] == 3
     assert header["moe_layers"] == [] and all(r["experts"] == [] for r in records)
+    assert header["routing"] is False and header["dense_layers"] is None
+    assert header["family"] is None and header["scoring"] is None

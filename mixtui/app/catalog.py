@@ -9,7 +9,14 @@ from typing import Any
 from mixtui.families import family_for
 from mixtui.planner import Budget, plan
 from mixtui.registry.local import local_state
-from mixtui.registry.spec import ModelSpec
+from mixtui.registry.spec import ModelSpec, Quantization
+
+
+def _quantization(q: Quantization | None) -> dict[str, Any] | None:
+    if q is None:
+        return None
+    return {"bits": q.bits, "group_size": q.group_size, "mode": q.mode,
+            "experts": _quantization(q.experts)}
 
 
 def describe(spec: ModelSpec, budget: Budget,
@@ -26,9 +33,7 @@ def describe(spec: ModelSpec, budget: Budget,
         "total_params": spec.total_params(), "active_params": spec.active_params(),
         "weight_bytes": fit.weight_bytes, "weights_source": fit.weights_source,
         "kv_bytes_per_token": spec.kv_bytes_per_token(),
-        "quantization": (None if spec.quantization is None else
-                         {"bits": spec.quantization.bits,
-                          "group_size": spec.quantization.group_size}),
+        "quantization": _quantization(spec.quantization),
         "card": (None if spec.card is None else
                  {"total_params": spec.card.total, "active_params": spec.card.active,
                   "note": spec.card.note}),

@@ -21,15 +21,19 @@ READABLE = (1, 2)  # version 1 (before families): read with its implied defaults
 _DIGITS = 6  # float32 routing figures, rounded for a readable file
 
 
-def header_record(info: ModelInfo) -> dict[str, Any]:
+def header_record(info: ModelInfo, routing: bool = True) -> dict[str, Any]:
+    """`routing`: whether the records carry routing (false: `--no-routing`, their lists are
+    empty)."""
     moe = set(info.moe_layers)
+    # a model of no known family (run with --no-routing) may well have MoE layers: which of
+    # its layers are dense is not known
+    dense = [i for i in range(info.num_layers) if i not in moe] if info.family else None
     return {"type": "header", "format": FORMAT, "version": VERSION, "model": info.name,
             "model_type": info.model_type, "family": info.family or None,
             "num_layers": info.num_layers, "moe_layers": list(info.moe_layers),
-            "dense_layers": [i for i in range(info.num_layers) if i not in moe],
-            "num_experts": info.num_experts, "top_k": info.top_k,
-            "scoring": info.scoring if info.moe_layers else None,
-            "shared_experts": info.shared_experts}
+            "dense_layers": dense, "num_experts": info.num_experts, "top_k": info.top_k,
+            "scoring": info.scoring if info.moe_layers and routing else None,
+            "shared_experts": info.shared_experts, "routing": bool(routing and moe)}
 
 
 def upgrade_header(header: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +45,8 @@ def upgrade_header(header: dict[str, Any]) -> dict[str, Any]:
     layers = int(header.get("num_layers") or 0)
     return header | {"family": header.get("model_type") if moe else None,
                      "dense_layers": [i for i in range(layers) if i not in moe],
-                     "scoring": "softmax" if moe else None, "shared_experts": 0}
+                     "scoring": "softmax" if moe else None, "shared_experts": 0,
+                     "routing": None}  # version 1 did not say (its records do)
 
 
 def token_records(event: Tokens, offset: int) -> list[dict[str, Any]]:
@@ -68,10 +73,10 @@ def summary_record(stats: Stats, text: str, token_ids: list[int]) -> dict[str, A
 class TraceWriter:
     """Writes a trace as events arrive; the file is valid JSON Lines at every moment."""
 
-    def __init__(self, out: IO[str], info: ModelInfo):
+    def __init__(self, out: IO[str], info: ModelInfo, routing: bool = True):
         self._out = out
         self._count = 0
-        self._write(header_record(info))
+        self._write(header_record(info, routing))
 
     def _write(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record, ensure_ascii=False) + "\n")

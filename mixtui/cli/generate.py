@@ -148,7 +148,7 @@ def run(args: GenerateArgs) -> int:
             except OSError as exc:
                 raise UsageError(f"Cannot write the trace to {args.trace} ({exc.strerror}); "
                                  "choose another file.") from None
-            trace = TraceWriter(out, info)
+            trace = TraceWriter(out, info, routing=args.routing)
         chat.ask(args.prompt, Sampling(args.temp, args.top_p, args.top_k, args.min_p,
                                        args.seed, args.max_tokens),
                  completion=spec.kind == "base", capture=args.routing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -125,13 +126,24 @@ def _geometry_of_config(config: Any, bad: Callable[[str], RegistryError]) -> Geo
                   "no family for; describe it with a [geometry] table instead")
     try:
         geometry = family.geometry(config)
+        for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "vocab"):
+            if getattr(geometry, name) <= 0:
+                raise ValueError(f"its {name} must be positive, not {getattr(geometry, name)}")
+        # everything else the figures read from it, so that a gap is said here, not later
+        family.tensors(config)
+        family.cache_bytes(config, 1)
+        family.max_experts_per_token(config)
     except KeyError as exc:
         raise bad(f"has a [config] table that lacks {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise bad(f"has a [config] table that mixtui cannot read ({exc})") from None
     if geometry.is_moe and not 1 <= geometry.experts_per_token <= geometry.experts:
         raise bad("config needs 1 <= experts per token <= experts")
     return geometry
+
+
+_BITS = (2, 3, 4, 5, 6, 8)  # what MLX's quantizer packs
+_GROUP_SIZES = (32, 64, 128)
 
 
 def _parse_quantization(quant: Any, bad: Callable[[str], RegistryError]
@@ -139,13 +151,16 @@ def _parse_quantization(quant: Any, bad: Callable[[str], RegistryError]
     """{ bits = N, group_size = N[, mode = "affine" | "mxfp4"][, experts = { ... }] }"""
     if quant is None:
         return None
-    usage = ('quantization must be { bits = N, group_size = N } (optionally with mode = '
-             '"affine" or "mxfp4", and experts = { ... } for the routed experts)')
-    if not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)
-            and isinstance(quant.get("group_size"), int) and quant["group_size"] > 0
+    usage = ("quantization must be { bits = N, group_size = N } with bits 2, 3, 4, 5, 6 or 8 "
+             "and group_size 32, 64 or 128 (optionally with mode = \"affine\" or \"mxfp4\", "
+             "and experts = { ... } for the routed experts)")
+    if not (isinstance(quant, dict) and quant.get("bits") in _BITS
+            and quant.get("group_size") in _GROUP_SIZES
             and quant.get("mode", "affine") in ("affine", "mxfp4")
             and set(quant) <= {"bits", "group_size", "mode", "experts"}):
         raise bad(usage)
+    if quant.get("mode") == "mxfp4" and (quant["bits"], quant["group_size"]) != (4, 32):
+        raise bad('has mode = "mxfp4", which is bits = 4 with group_size = 32')
     experts = quant.get("experts")
     if experts is not None and (not isinstance(experts, dict) or "experts" in experts):
         raise bad(usage)
@@ -160,10 +175,11 @@ def _parse_card(card: Any, bad: Callable[[str], RegistryError]) -> Card | None:
         return None
     ok = (isinstance(card, dict) and set(card) <= {"total", "active", "note"}
           and all(isinstance(card.get(f), int | float) and not isinstance(card.get(f), bool)
-                  and card[f] > 0 for f in ("total", "active"))
-          and isinstance(card.get("note", ""), str))
+                  and math.isfinite(card[f]) and card[f] > 0 for f in ("total", "active"))
+          and card["active"] <= card["total"] and isinstance(card.get("note", ""), str))
     if not ok:
-        raise bad('card must be { total = N, active = N, note = "..." } (parameter counts)')
+        raise bad('card must be { total = N, active = N, note = "..." } (parameter counts, '
+                  'active at most total)')
     return Card(int(card["total"]), int(card["active"]), card.get("note", ""))
 
 

@@ -122,7 +122,8 @@ class ModelPicker(ModalScreen[str | None]):
         shown = key if len(key) <= self.key_room else key[:self.key_room - 1] + "…"
         name = Text(f"{mark}{shown}{GAP}", style="bold" if key == self.active else "")
         fit_text.append(GAP)
-        return (name, (row.get("family") or "dense") + GAP, params + GAP, size + GAP,
+        family = row.get("family") or ("no family" if row.get("experts") else "dense")
+        return (name, family + GAP, params + GAP, size + GAP,
                 STATES.get(row.get("state", ""), row.get("state", "")) + GAP, fit_text)
 
     def _fill(self, query: str) -> None:
