@@ -78,6 +78,10 @@ class ModelSpec:
     def weight_bytes(self) -> int:
         """Bytes of weights at this model's quantization (norms and biases stay as they are;
         the family's exceptions, such as 8-bit routers, applied)."""
+        return self._weight_bytes
+
+    @cached_property
+    def _weight_bytes(self) -> int:  # the planner asks for every model, often
         g = self.geometry
         inv, family = self.inventory, self.family
         if inv is not None and family is not None:
