@@ -58,40 +58,22 @@ def top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 # -- each family's rule, from its paper / Hugging Face model card ------------------------------
-def mixtral_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # logits -> top k -> softmax over the k chosen logits
-    logits = linear(x, block, "gate")
-    experts = top(logits, k)
-    weights = softmax(np.take_along_axis(logits, experts, -1))
-    return Reference(experts, weights, softmax(logits))
+def top_k_then_softmax(router: str, bias: bool = False
+                       ) -> Callable[[nn.Module, np.ndarray, int], Reference]:
+    """Mixtral, gpt-oss (a router with a bias), Granite: the router's logits -> top k ->
+    a softmax over the k chosen logits (the weights sum to 1)."""
+    def rule(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+        logits = linear(x, block, router, bias=bias)
+        experts = top(logits, k)
+        weights = softmax(np.take_along_axis(logits, experts, -1))
+        return Reference(experts, weights, softmax(logits))
+    return rule
 
 
-def qwen3_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # softmax over all experts -> top k -> renormalise only when norm_topk_prob
-    probs = softmax(linear(x, block, "gate"))
-    experts = top(probs, k)
-    weights = np.take_along_axis(probs, experts, -1)
-    if block.norm_topk_prob:
-        weights = weights / weights.sum(-1, keepdims=True)
-    return Reference(experts, weights, probs)
-
-
-# -- families a: olmoe, qwen2_moe, qwen3_next, granitemoe, phimoe --------------------------------
-def olmoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # OLMoE (HF OlmoeSparseMoeBlock): softmax over all experts -> top k -> renormalise only
-    # when norm_topk_prob (OLMoE-1B-7B: false)
-    probs = softmax(linear(x, block, "gate"))
-    experts = top(probs, k)
-    weights = np.take_along_axis(probs, experts, -1)
-    if block.norm_topk_prob:
-        weights = weights / weights.sum(-1, keepdims=True)
-    return Reference(experts, weights, probs)
-
-
-def qwen2_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # Qwen1.5/Qwen2-MoE (HF Qwen2MoeSparseMoeBlock): softmax over all experts -> top k ->
-    # renormalise only when norm_topk_prob (Qwen1.5-MoE: false; mlx-lm reads no such field,
-    # so a block without it is taken as false). The shared expert is not routed.
+def softmax_then_top_k(block: nn.Module, x: np.ndarray, k: int) -> Reference:
+    """Qwen3-MoE, Qwen3-Next, Qwen2-MoE, OLMoE (HF *SparseMoeBlock): a softmax over all
+    experts -> top k -> renormalised only when the block's `norm_topk_prob` (a block without
+    one, as mlx-lm's Qwen2-MoE, does not). Shared experts are not routed."""
     probs = softmax(linear(x, block, "gate"))
     experts = top(probs, k)
     weights = np.take_along_axis(probs, experts, -1)
@@ -100,25 +82,7 @@ def qwen2_moe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     return Reference(experts, weights, probs)
 
 
-def qwen3_next_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # Qwen3-Next (HF Qwen3NextSparseMoeBlock): softmax over all experts -> top k ->
-    # renormalise when norm_topk_prob; the shared expert (sigmoid-gated) is not routed
-    probs = softmax(linear(x, block, "gate"))
-    experts = top(probs, k)
-    weights = np.take_along_axis(probs, experts, -1)
-    if block.norm_topk_prob:
-        weights = weights / weights.sum(-1, keepdims=True)
-    return Reference(experts, weights, probs)
-
-
-def granitemoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # Granite MoE (HF GraniteMoeTopKGating): top k of the raw logits -> softmax over those k
-    logits = linear(x, block, "router.layer")
-    experts = top(logits, k)
-    weights = softmax(np.take_along_axis(logits, experts, -1))
-    return Reference(experts, weights, softmax(logits))
-
-
+# -- families a: olmoe, qwen2_moe, qwen3_next, granitemoe, phimoe --------------------------------
 def phimoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
     # Phi-3.5-MoE (HF modeling_phimoe `sparsemixer`, inference path), its two rounds taken
     # k times: the best remaining expert; its weight is its softmax probability among the
@@ -143,28 +107,20 @@ def phimoe_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
 
 # model_type -> reference; every MoE family must have one (a test says so)
 REFERENCES: dict[str, Callable[[nn.Module, np.ndarray, int], Reference]] = {
-    "mixtral": mixtral_reference,
-    "qwen3_moe": qwen3_moe_reference,
+    "mixtral": top_k_then_softmax("gate"),
+    "qwen3_moe": softmax_then_top_k,
 }
 # families a
 REFERENCES |= {
-    "olmoe": olmoe_reference,
-    "qwen2_moe": qwen2_moe_reference,
-    "qwen3_next": qwen3_next_reference,
-    "granitemoe": granitemoe_reference,
+    "olmoe": softmax_then_top_k,
+    "qwen2_moe": softmax_then_top_k,
+    "qwen3_next": softmax_then_top_k,
+    "granitemoe": top_k_then_softmax("router.layer"),
     "phimoe": phimoe_reference,
 }
 
 
 # -- family b: gpt_oss, deepseek_v2, deepseek_v3, glm4_moe -----------------------------------
-def gpt_oss_reference(block: nn.Module, x: np.ndarray, k: int) -> Reference:
-    # HF GptOssTopKRouter: logits = x W^T + b -> top k -> softmax over the k chosen logits
-    logits = linear(x, block, "router", bias=True)
-    experts = top(logits, k)
-    weights = softmax(np.take_along_axis(logits, experts, -1))
-    return Reference(experts, weights, softmax(logits))
-
-
 def group_mask(scores: np.ndarray, n_group: int, topk_group: int, group_score: Callable
                ) -> np.ndarray:
     """HF DeepSeek's group limit: scores of every expert outside the `topk_group` groups with
@@ -212,7 +168,7 @@ def sigmoid_noaux_reference(block: nn.Module, x: np.ndarray, k: int) -> Referenc
 
 
 REFERENCES |= {
-    "gpt_oss": gpt_oss_reference,
+    "gpt_oss": top_k_then_softmax("router", bias=True),
     "deepseek_v2": deepseek_v2_reference,
     "deepseek_v3": sigmoid_noaux_reference,
     "glm4_moe": sigmoid_noaux_reference,

@@ -4,18 +4,10 @@
 
 from __future__ import annotations
 
-import mlx.core as mx
-import mlx.nn as nn
-
 from mixtui.families.adapters import MoEAdapter
+from mixtui.families.mixtral_hooks import softmax_of_chosen
 
-
-def softmax_of_chosen(logits: mx.array, indices: mx.array, block: nn.Module | None) -> mx.array:
-    # As MLPBlock: the k chosen logits (bias included: it is part of the router's output),
-    # then a softmax over those k only.
-    chosen = mx.take_along_axis(logits, indices, axis=-1)
-    return mx.softmax(chosen, axis=-1, precise=True)
-
-
+# As MLPBlock: the k chosen logits (the router's bias is part of its output), then a
+# softmax over those k only: Mixtral's rule
 ADAPTER = MoEAdapter("gpt_oss", "mlp", "router", "experts", "num_experts_per_tok",
                      softmax_of_chosen, scoring="softmax")

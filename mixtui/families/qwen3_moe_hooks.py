@@ -15,7 +15,8 @@ def chosen_probabilities(logits: mx.array, indices: mx.array,
     # renormalised to sum to 1 only when the block's `norm_topk_prob` says so.
     probs = mx.softmax(logits, axis=-1, precise=True)
     scores = mx.take_along_axis(probs, indices, axis=-1)
-    if block is not None and block.norm_topk_prob:
+    # (a block without the setting, as Qwen2-MoE's in mlx-lm, never renormalises)
+    if block is not None and getattr(block, "norm_topk_prob", False):
         scores = scores / mx.sum(scores, axis=-1, keepdims=True)
     return scores
 
