@@ -229,7 +229,9 @@ class ChatController:
             return self._finished(event)
         if isinstance(event, Failed):
             return self._failed(event)
-        return self._exited(event)
+        if isinstance(event, EngineExited):
+            return self._exited(event)
+        return None  # a benchmark's events: never sent to a chat's engine
 
     def _ready(self, event: Ready) -> Change:
         first = self.info is None

@@ -75,7 +75,50 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
                      help="generate even if the model does not fit the memory budget")
     _add_hub_commands(sub, common)
+    _add_bench(sub, common)
     return parser
+
+
+def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from mixtui.app import bench as b  # the defaults; nothing heavy
+
+    bench = sub.add_parser(
+        "bench", parents=[common],
+        help="time models side by side: speed, memory, bandwidth, optionally perplexity",
+        description="Run the same prompt on each model (and each experts-per-token value), "
+                    "one engine process at a time, and compare decode speed, memory and the "
+                    "wait for an answer.")
+    bench.add_argument("--models", required=True, metavar="K1,K2,...",
+                       help="model keys (mixtui models), Hub repo ids or folders")
+    bench.add_argument("--synthetic", action="store_true",
+                       help="build each model from its registry geometry with random weights "
+                            "in the real checkpoint's layout: nothing is downloaded")
+    bench.add_argument("--layers", type=int, metavar="N",
+                       help="with --synthetic: run the first N layers (and 2N) and scale time "
+                            "and memory to the full depth")
+    prompt = bench.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt (default: a built-in one)")
+    prompt.add_argument("--prompt-file", type=Path, metavar="F", help="read the prompt from F")
+    bench.add_argument("--prompt-tokens", type=int, default=b.DEFAULT_PROMPT_TOKENS,
+                       metavar="N", help="cut or repeat the prompt to N tokens "
+                                         f"({b.DEFAULT_PROMPT_TOKENS})")
+    bench.add_argument("--gen-tokens", type=int, default=b.DEFAULT_GEN_TOKENS, metavar="N",
+                       help=f"tokens to generate per run ({b.DEFAULT_GEN_TOKENS})")
+    bench.add_argument("--runs", type=int, default=b.DEFAULT_RUNS, metavar="R",
+                       help=f"timed runs per row, after a warm-up ({b.DEFAULT_RUNS})")
+    bench.add_argument("--experts-per-token", metavar="K[,K...]",
+                       help="a row for each value (mixture-of-experts models)")
+    bench.add_argument("--perplexity", type=Path, metavar="FILE",
+                       help="score FILE's text for each row (real weights only)")
+    bench.add_argument("--perplexity-tokens", type=int, default=b.DEFAULT_PERPLEXITY_TOKENS,
+                       metavar="N", help=f"tokens of FILE to score ({b.DEFAULT_PERPLEXITY_TOKENS})")
+    bench.add_argument("--format", choices=("table", "md", "csv", "json"), default="table",
+                       help="how to print the report (table)")
+    bench.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE")
+    bench.add_argument("--probe", action="store_true",
+                       help="measure this machine's memory bandwidth again")
+    bench.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
+                       help="run models that do not fit the memory budget")
 
 
 def _add_hub_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -98,10 +141,13 @@ def _add_hub_commands(sub: argparse._SubParsersAction, common: argparse.Argument
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    _Parser.as_json = "--json" in words and bool({"generate", "models"} & set(words))
+    pairs = zip(words, words[1:], strict=False)
+    _Parser.as_json = ("--json" in words and bool({"generate", "models"} & set(words))
+                       or "bench" in words and ("--format=json" in words
+                                                or ("--format", "json") in pairs))
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    as_json = bool(getattr(args, "json", False))
+    as_json = bool(getattr(args, "json", False)) or getattr(args, "format", "") == "json"
     try:
         if args.command == "models":
             from mixtui.cli import models  # deferred: a command loads only what it needs
@@ -115,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             from mixtui.cli import download  # deferred: a command loads only what it needs
 
             return download.run_verify(args.model, args.revision, args.repair, args.offline)
+        if args.command == "bench":
+            from mixtui.app.bench import BenchRequest  # deferred: a command loads what it needs
+            from mixtui.cli import bench
+
+            request = BenchRequest(
+                models=bench.parse_models(args.models), synthetic=args.synthetic,
+                layers=args.layers, prompt=bench.read_prompt(args.prompt, args.prompt_file),
+                prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, runs=args.runs,
+                experts_per_token=bench.parse_ks(args.experts_per_token),
+                perplexity=args.perplexity, perplexity_tokens=args.perplexity_tokens,
+                force=getattr(args, "force", False), probe=args.probe)
+            return bench.run(request, args.format, args.out)
         if args.command == "generate":
             from mixtui.cli.generate import (  # deferred: a command loads only what it needs
                 GenerateArgs,

@@ -14,7 +14,15 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from mixtui.engine import blas
-from mixtui.engine.messages import Command, EngineExited, Event, Generate, Shutdown
+from mixtui.engine.messages import (
+    Bench,
+    Command,
+    EngineExited,
+    Event,
+    Generate,
+    Perplexity,
+    Shutdown,
+)
 from mixtui.engine.worker import serve
 
 _CTX = mp.get_context("spawn")
@@ -59,7 +67,7 @@ class EngineProcess:
         return self.process.pid
 
     def send(self, command: Command) -> None:
-        if isinstance(command, Generate):
+        if isinstance(command, Generate | Bench | Perplexity):  # stoppable: a fresh start
             self._cancel.clear()
         try:
             self._conn.send(command)

@@ -13,6 +13,7 @@ from typing import Any
 from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.routing import RoutingBatch
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Phase, Sampling, Stats
+from mixtui.families.inventory import Quantization
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -49,11 +50,53 @@ class ResetConversation:
 
 
 @dataclass(frozen=True)
+class LoadSynthetic:
+    """Build a model of `config` with random weights in its checkpoint's layout (the same
+    tensors, dtypes and quantization); nothing is read from disk or the network."""
+
+    name: str
+    config: dict[str, Any]
+    quantization: Quantization | None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Time the loaded model: a warm-up, then `runs` runs of the same prompt, each from an
+    empty KV cache, greedy, `gen_tokens` tokens whatever they are (no stop at EOS)."""
+
+    request_id: int
+    prompt: str | None  # None: random token ids (a synthetic model has no real tokenizer)
+    prompt_tokens: int | None  # cut or repeat the prompt's tokens to this many; None: as is
+    gen_tokens: int
+    runs: int
+    experts_per_token: int | None = None  # None: the model's own
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Score `text` in chunks of the model's context (at most `max_tokens` tokens)."""
+
+    request_id: int
+    text: str
+    max_tokens: int
+    experts_per_token: int | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Measure the memory bandwidth of the device MLX uses (a copy of a large array)."""
+
+    request_id: int
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
 
-Command = Load | Generate | SetExpertsPerToken | ResetConversation | Shutdown
+Command = (Load | LoadSynthetic | Generate | SetExpertsPerToken | ResetConversation | Bench
+           | Perplexity | Probe | Shutdown)
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -86,6 +129,57 @@ class Finished:
     request_id: int
     text: str
     stats: Stats
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One timed run: time to the first token (the prompt's processing), the speeds, and
+    MLX's peak memory (the weights included)."""
+
+    ttft_s: float
+    prompt_tps: float
+    decode_tps: float
+    peak_memory_bytes: int
+    prompt_tokens: int
+    generated: int
+
+
+@dataclass(frozen=True)
+class BenchProgress:
+    """Where a Bench, Perplexity or Probe is: `stage` ("warm-up", "run", "perplexity",
+    "probe"), run `run` of `runs`, `tokens` of `total` tokens in it."""
+
+    request_id: int
+    stage: str
+    run: int
+    runs: int
+    tokens: int
+    total: int
+
+
+@dataclass(frozen=True)
+class BenchMeasured:
+    request_id: int
+    runs: tuple[RunFigures, ...]
+    experts_per_token: int  # the number the runs used (0: dense)
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class PerplexityMeasured:
+    request_id: int
+    perplexity: float
+    tokens: int  # tokens scored
+    chunk: int  # tokens a chunk (the context each is scored in)
+    experts_per_token: int
+
+
+@dataclass(frozen=True)
+class ProbeMeasured:
+    request_id: int
+    gbps: float  # median of the copies: bytes read + written per second / 1e9
+    device: str
+    mib: int  # the array copied
 
 
 @dataclass(frozen=True)
@@ -132,4 +226,5 @@ class EngineExited:
         return f"{self.description}; load the model again to go on."
 
 
-Event = Loading | Ready | Tokens | Finished | Failed | EngineExited
+Event = (Loading | Ready | Tokens | Finished | Failed | EngineExited | BenchProgress
+         | BenchMeasured | PerplexityMeasured | ProbeMeasured)

@@ -6,6 +6,7 @@ Used inside the engine process (worker.py) and directly by benchmarks and tests.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -22,12 +23,23 @@ from mlx.utils import tree_reduce
 
 from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
-from mixtui.engine import blas
+from mixtui.engine import bench, blas
 from mixtui.engine.capture import RoutingCapture
-from mixtui.engine.messages import Finished, Generate, Loading, Tokens
+from mixtui.engine.messages import (
+    Bench,
+    BenchMeasured,
+    BenchProgress,
+    Finished,
+    Generate,
+    Loading,
+    Perplexity,
+    PerplexityMeasured,
+    Tokens,
+)
 from mixtui.engine.prompt import build_prompt
 from mixtui.families import adapters, family_for, moe_model_types
 from mixtui.families.geometry import Geometry
+from mixtui.families.inventory import Quantization
 from mixtui.registry.check import (
     ModelUnusable,
     check_model_dir,
@@ -251,6 +263,22 @@ class Session:
         report(Loading("loading weights", len(layers) + 1, len(layers) + 1))
         return cls(model, tokenizer, config, path, name or Path(path).name, max_kv_size)
 
+    @classmethod
+    def synthetic(cls, name: str, config: dict[str, Any], quantization: Quantization | None,
+                  seed: int = 0, progress: Callable[[Loading], None] | None = None) -> Session:
+        """A model of `config` with random weights in its real checkpoint's layout (see
+        engine/synthetic.py), built here in memory: nothing is read. It has no tokenizer."""
+        from mixtui.engine.synthetic import build_full_size  # deferred: imports mlx-lm
+
+        report = progress or (lambda _: None)
+
+        def built(done: int, total: int) -> None:
+            report(Loading("building random weights", done, total))
+
+        report(Loading("building random weights", 0, 1))
+        model, full_config = build_full_size(config, quantization, seed=seed, progress=built)
+        return cls(model, None, full_config, f"synthetic:{name}", name, None)
+
     # -- settings -----------------------------------------------------------------------------
     @property
     def top_k(self) -> int:
@@ -305,6 +333,77 @@ class Session:
             max_top_k=(family.max_experts_per_token(self.config)
                        if family and self._blocks else 0),
         )
+
+    # -- measurements -------------------------------------------------------------------------
+    def _reporter(self, send: Callable[[BenchProgress], None], request_id: int, stage: str,
+                  run: int, runs: int) -> bench.Progress:
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= 0.1 or done == total:  # a few updates a second at most
+                last[0] = now
+                send(BenchProgress(request_id, stage, run, runs, done, total))
+
+        return report
+
+    def _prompt_ids(self, text: str | None, n: int | None) -> list[int]:
+        if text is None or self.tokenizer is None:
+            return bench.random_prompt(self.geometry.vocab, n or 128)
+        ids = list(self.tokenizer.encode(text))
+        if not ids:
+            raise UsageError("The prompt has no tokens; give some text.")
+        return bench.fit_tokens(ids, n)
+
+    def bench(self, request: Bench, send: Callable[[BenchProgress], None],
+              should_stop: Callable[[], bool] = lambda: False) -> BenchMeasured:
+        """A warm-up run (the same prompt, two tokens), then `request.runs` timed runs."""
+        if request.experts_per_token is not None:
+            self.set_experts_per_token(request.experts_per_token)
+        prompt = self._prompt_ids(request.prompt, request.prompt_tokens)
+        if self.adapter is not None and self.capture is not None:
+            adapters.detach(self.adapter, self.model)  # time the blocks as mlx-lm wrote them
+        runs = []
+        try:
+            warm = bench.timed_run(self.model, prompt, min(2, request.gen_tokens), should_stop,
+                                   self._reporter(send, request.request_id, "warm-up", 0,
+                                                  request.runs))
+            for r in range(request.runs if warm is not None else 0):
+                figures = bench.timed_run(
+                    self.model, prompt, request.gen_tokens, should_stop,
+                    self._reporter(send, request.request_id, "run", r + 1, request.runs))
+                if figures is None:
+                    break
+                runs.append(figures)
+        finally:
+            if self.adapter is not None and self.capture is not None:
+                adapters.attach(self.adapter, self.model, self.capture)
+            self.reset_conversation()
+        return BenchMeasured(request.request_id, tuple(runs), self.top_k,
+                             cancelled=len(runs) < request.runs)
+
+    def perplexity(self, request: Perplexity, send: Callable[[BenchProgress], None],
+                   should_stop: Callable[[], bool] = lambda: False) -> PerplexityMeasured:
+        """Perplexity of `request.text` in windows of the model's context (2,048 at most)."""
+        if self.tokenizer is None:
+            raise UsageError(f"{self.name} has random weights: its perplexity means nothing.",
+                             code="perplexity-synthetic")
+        if request.experts_per_token is not None:
+            self.set_experts_per_token(request.experts_per_token)
+        ids = list(self.tokenizer.encode(request.text, add_special_tokens=False))
+        ids = ids[:request.max_tokens]
+        if len(ids) < 2:
+            raise UsageError("The perplexity text has fewer than two tokens; give a longer "
+                             "text.", code="perplexity-text")
+        context = int(self.config.get("max_position_embeddings") or 2048)
+        chunk = max(2, min(context, 2048, self.max_kv_size or 2048))
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        result = bench.perplexity(self.model, ids, chunk, bos, should_stop,
+                                  self._reporter(send, request.request_id, "perplexity", 1, 1))
+        self.reset_conversation()
+        if result is None:
+            return PerplexityMeasured(request.request_id, math.nan, 0, chunk, self.top_k)
+        return PerplexityMeasured(request.request_id, result[0], result[1], chunk, self.top_k)
 
     # -- generation ---------------------------------------------------------------------------
     def _prepare_cache(self, tokens: list[int]) -> int:

@@ -16,9 +16,14 @@ from pathlib import Path
 
 from mixtui.core.errors import MixtuiError
 from mixtui.engine.messages import (
+    Bench,
     Failed,
     Generate,
     Load,
+    LoadSynthetic,
+    Perplexity,
+    Probe,
+    ProbeMeasured,
     Ready,
     ResetConversation,
     SetExpertsPerToken,
@@ -37,6 +42,12 @@ def _redirect_output(log_path: Path | None) -> None:
         os.dup2(fd, 2)
         os.close(fd)
     os.dup2(2, 1)
+
+
+def _device_name() -> str:
+    import mlx.core as mx  # deferred: MLX only ever in this process
+
+    return "gpu" if mx.default_device().type == mx.gpu else "cpu"
 
 
 def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> None:
@@ -63,6 +74,16 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                 if command.experts_per_token is not None:
                     session.set_experts_per_token(command.experts_per_token)
                 conn.send(Ready(session.info()))
+            elif isinstance(command, LoadSynthetic):
+                session = None
+                session = Session.synthetic(command.name, command.config, command.quantization,
+                                            command.seed, progress=conn.send)
+                conn.send(Ready(session.info()))
+            elif isinstance(command, Probe):
+                from mixtui.engine import bench  # deferred: only a benchmark needs it
+
+                conn.send(ProbeMeasured(command.request_id, bench.probe_bandwidth(),
+                                        _device_name(), 512))
             elif session is None:
                 conn.send(Failed(request_id, "No model is loaded; load one first.",
                                  code="no-model"))
@@ -71,6 +92,10 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                 # pressed while the request waited in the pipe still counts.
                 for event in session.generate(command, should_stop=cancel.is_set):
                     conn.send(event)
+            elif isinstance(command, Bench):
+                conn.send(session.bench(command, conn.send, should_stop=cancel.is_set))
+            elif isinstance(command, Perplexity):
+                conn.send(session.perplexity(command, conn.send, should_stop=cancel.is_set))
             elif isinstance(command, SetExpertsPerToken):
                 session.set_experts_per_token(command.k)
                 conn.send(Ready(session.info()))

@@ -18,6 +18,7 @@ Pure Python: the registry and the planner use it without MLX.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -175,6 +176,34 @@ class Inventory:
             q = _quantization_of(t, quantization, overrides or {})
             total += t.size * dtype_bytes if q is None else q.bytes_for(t.size)
         return total
+
+    def active_weight_bytes(self, quantization: Quantization | None, dtype_bytes: int = 2,
+                            overrides: dict[str, Quantization] | None = None,
+                            experts_per_token: int | None = None) -> int:
+        """Bytes one token's forward pass reads: every tensor but the routed experts, which
+        count k of E (what bounds decode speed where memory bandwidth does)."""
+        return sum(self.layer_active_bytes(quantization, dtype_bytes, overrides,
+                                           experts_per_token).values())
+
+    def layer_active_bytes(self, quantization: Quantization | None, dtype_bytes: int = 2,
+                           overrides: dict[str, Quantization] | None = None,
+                           experts_per_token: int | None = None) -> dict[int, int]:
+        """`active_weight_bytes` by layer index (-1: outside the layers: embeddings, the
+        final norm, the head)."""
+        k = experts_per_token or self.experts_per_token
+        found: dict[int, int] = {}
+        for t in self.tensors:
+            q = _quantization_of(t, quantization, overrides or {})
+            size = t.size * dtype_bytes if q is None else q.bytes_for(t.size)
+            if t.role == "routed" and self.experts:
+                size = size * k // self.experts
+            match = _LAYER.search(t.name)
+            layer = int(match.group(1)) if match else -1
+            found[layer] = found.get(layer, 0) + size
+        return found
+
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
 def _quantization_of(t: Tensor, base: Quantization | None,

@@ -95,4 +95,8 @@ def engine_message(event: Event, generation: int, inbox: TokenInbox) -> EngineMe
         return EngineFinished(event, generation)
     if isinstance(event, Failed):
         return EngineFailed(event, generation)
-    return EngineGone(event, generation)
+    if isinstance(event, EngineExited):
+        return EngineGone(event, generation)
+    # a benchmark's events never come from the chat's engine: it is sent no benchmark
+    return EngineFailed(Failed(None, f"internal error: unexpected {event!r}; please report "
+                                     "it.", code="internal-error"), generation)

@@ -1,0 +1,168 @@
+"""A benchmark report in the four formats `mixtui bench` and the compare screen export:
+an aligned text table, Markdown, CSV and JSON. The same figures in each; the machine-readable
+ones (CSV, JSON) carry raw numbers, the others the units a person reads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from mixtui.app.bench import BenchReport, BenchRow, Spread
+from mixtui.core.units import gb
+
+Format = Literal["table", "md", "csv", "json"]
+FORMATS: tuple[Format, ...] = ("table", "md", "csv", "json")
+SUFFIXES: dict[Format, str] = {"table": ".txt", "md": ".md", "csv": ".csv", "json": ".json"}
+
+# Every row's fields, in the order CSV columns and JSON keys come in.
+FIELDS = ("model", "name", "experts_per_token", "ttft_s", "ttft_s_min", "ttft_s_max",
+          "prompt_tps", "prompt_tps_min", "prompt_tps_max", "decode_tps", "decode_tps_min",
+          "decode_tps_max", "peak_memory_bytes", "weight_bytes", "kv_bytes_per_token",
+          "total_params", "active_params", "bytes_per_token", "bandwidth_gbps",
+          "roofline_fraction", "answer_300_s", "synthetic", "layers_run", "layers_total",
+          "extrapolated", "perplexity", "perplexity_note", "error", "error_code")
+
+
+def row_record(row: BenchRow) -> dict[str, Any]:
+    """A row as flat fields: each spread as its median, `_min` and `_max`."""
+    record: dict[str, Any] = {}
+    for name in FIELDS:
+        base = name.removesuffix("_min").removesuffix("_max")
+        value = getattr(row, base)
+        if isinstance(value, Spread):
+            value = value.low if name.endswith("_min") else (
+                value.high if name.endswith("_max") else value.median)
+        elif value is None and base != name:
+            value = None
+        record[name] = value
+    return record
+
+
+def header_record(report: BenchReport) -> dict[str, Any]:
+    m = report.machine
+    return {
+        "machine": {"system": m.system, "cpu": m.cpu, "cores": m.cores,
+                    "memory_bytes": m.memory_bytes, "chip": m.chip},
+        "backend": m.backend, "device": m.bandwidth_device, "versions": m.versions,
+        "bandwidth_gbps": m.bandwidth_gbps, "published_bandwidth_gbps": m.published_gbps,
+        "prompt": report.prompt, "prompt_tokens": report.prompt_tokens,
+        "gen_tokens": report.gen_tokens, "runs": report.runs, "cancelled": report.cancelled,
+    }
+
+
+def to_json(report: BenchReport) -> str:
+    return json.dumps({**header_record(report), "rows": [row_record(r) for r in report.rows],
+                       "findings": list(report.findings)}, indent=1, ensure_ascii=False)
+
+
+def to_csv(report: BenchReport) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        writer.writerow({k: "" if v is None else v for k, v in row_record(row).items()})
+    return out.getvalue()
+
+
+# -- for people ----------------------------------------------------------------------------------
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.1f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def _spread(s: Spread | None, fmt: Callable[[float], str] = _num) -> str:
+    if s is None:
+        return "—"
+    if s.low == s.high:
+        return fmt(s.median)
+    return f"{fmt(s.median)} ({fmt(s.low)}–{fmt(s.high)})"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+
+
+def note(row: BenchRow) -> str:
+    """What a reader must know about a row: synthetic, extrapolated from how many layers."""
+    parts = []
+    if row.synthetic:
+        parts.append("synthetic")
+    if row.extrapolated:
+        parts.append(f"extrapolated from {row.layers_run} and {2 * row.layers_run} of "
+                     f"{row.layers_total} layers")
+    if row.perplexity is None and row.perplexity_note:
+        parts.append(f"perplexity {row.perplexity_note}")
+    return ", ".join(parts)
+
+
+COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak memory", "weights",
+           "params (active)", "GB/token", "GB/s", "roofline", "300-token answer",
+           "perplexity", "note")
+
+
+def cells(row: BenchRow) -> tuple[str, ...]:
+    """The row as COLUMNS' cells (an error row: its reason in the note)."""
+    k = "—" if row.experts_per_token is None else str(row.experts_per_token)
+    params = (f"{_params(row.total_params)} ({_params(row.active_params)})"
+              if row.total_params else "—")
+    if not row.ok:
+        return (row.model, k, "—", "—", "—", "—", gb(row.weight_bytes) if row.weight_bytes
+                else "—", params, "—", "—", "—", "—", "—", f"failed: {row.error}")
+    mark = "≈ " if row.extrapolated else ""
+    return (
+        row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"), mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
+        mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
+        f"{row.bytes_per_token / 1e9:.2f}",
+        f"{row.bandwidth_gbps:.1f}" if row.bandwidth_gbps is not None else "—",
+        f"{100 * row.roofline_fraction:.0f} %" if row.roofline_fraction is not None else "—",
+        _seconds(row.answer_300_s) if row.answer_300_s is not None else "—",
+        f"{row.perplexity:.2f}" if row.perplexity is not None else "—", note(row))
+
+
+def header_lines(report: BenchReport) -> list[str]:
+    m = report.machine
+    versions = ", ".join(f"{k} {v}" for k, v in m.versions.items())
+    prompt = (report.prompt if len(report.prompt) <= 60 else report.prompt[:57] + "…")
+    lines = [f"machine: {m.summary}",
+             f"versions: {versions}",
+             f"prompt: {report.prompt_tokens} tokens ({prompt}), {report.gen_tokens} generated, "
+             f"greedy; {report.runs} run{'s' if report.runs != 1 else ''} after a warm-up: "
+             "medians (lowest–highest)"]
+    if report.cancelled:
+        lines.append("cancelled: the rows finished before the stop")
+    return lines
+
+
+def to_table(report: BenchReport) -> str:
+    table = [COLUMNS] + [cells(r) for r in report.rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+    lines = header_lines(report) + [""]
+    for row in table:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+                     + "  " + row[-1])
+    return "\n".join(x.rstrip() for x in lines + [""] + list(report.findings)) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(report: BenchReport) -> str:
+    lines = [f"- {_md(x)}" for x in header_lines(report)] + [""]
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for row in report.rows:
+        lines.append("| " + " | ".join(_md(c) for c in cells(row)) + " |")
+    lines.append("")
+    lines += list(report.findings)
+    return "\n".join(lines) + "\n"
+
+
+def render(report: BenchReport, fmt: Format) -> str:
+    return {"table": to_table, "md": to_markdown, "csv": to_csv, "json": to_json}[fmt](report)

@@ -1,0 +1,115 @@
+"""`mixtui bench`: the same prompt on several models, one engine process at a time; a table
+(or Markdown, CSV, JSON) and the answer in words. A thin view on `app/bench.py`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mixtui.app.bench import BenchReport, BenchRequest, BenchRow, BenchRunner, Progress
+from mixtui.app.report import Format, render
+from mixtui.core.errors import UsageError
+from mixtui.core.files import atomic_write_text
+
+
+def parse_ks(text: str | None) -> tuple[int, ...]:
+    """"1,2,4" -> (1, 2, 4); duplicates dropped, order kept."""
+    if not text:
+        return ()
+    found: list[int] = []
+    for part in text.split(","):
+        try:
+            k = int(part.strip())
+        except ValueError:
+            raise UsageError(f"--experts-per-token takes whole numbers separated by commas, "
+                             f"such as 1,2,4, not {text!r}.", code="bad-option",
+                             facts={"option": "--experts-per-token", "value": text}) from None
+        if k not in found:
+            found.append(k)
+    return tuple(found)
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def read_prompt(prompt: str | None, prompt_file: Path | None) -> str | None:
+    if prompt_file is None:
+        return prompt
+    try:
+        return prompt_file.expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"No such file: {prompt_file}; check the path given to --prompt-file.",
+                         code="bad-option", facts={"option": "--prompt-file"}) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"Cannot read {prompt_file} ({why}); give a UTF-8 text file.",
+                         code="bad-option", facts={"option": "--prompt-file"}) from None
+
+
+class _Terminal:
+    """Progress on stderr: one line rewritten in a terminal, a line per stage otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._last = ""
+
+    def progress(self, p: Progress) -> None:
+        line = p.line()
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line[:200])
+            sys.stderr.flush()
+            return
+        stage = line.split(", ")[0] if p.stage in ("warm-up", "run", "perplexity") else line
+        if p.stage in ("loading", "building") and p.total and p.done not in (0, p.total):
+            return  # a line when it starts and ends, not for every layer
+        if stage != self._last:
+            print(stage, file=sys.stderr)
+            self._last = stage
+
+    def row(self, row: BenchRow) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        k = f", {row.experts_per_token} experts per token" if row.experts_per_token else ""
+        if row.ok and row.decode_tps is not None:
+            mark = "≈ " if row.extrapolated else ""
+            print(f"{row.model}{k}: {mark}{row.decode_tps.median:.1f} tokens/s decode",
+                  file=sys.stderr)
+        else:
+            print(f"{row.model}{k}: failed: {row.error}", file=sys.stderr)
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def run(request: BenchRequest, fmt: Format, out: Path | None) -> int:
+    if out is not None and not out.expanduser().parent.is_dir():
+        raise UsageError(f"Cannot write the report to {out} (no such folder); choose another "
+                         "file.", code="bad-option", facts={"option": "--out"})
+    terminal = _Terminal()
+    runner = BenchRunner(request, progress=terminal.progress, on_row=terminal.row)
+    report = runner.run()
+    terminal.done()
+    _write(report, fmt, out)
+    if report.cancelled:
+        print("mixtui: interrupted; the rows above are the ones finished.", file=sys.stderr)
+        return 130
+    return 0 if all(r.ok for r in report.rows) else 1
+
+
+def _write(report: BenchReport, fmt: Format, out: Path | None) -> None:
+    text = render(report, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        atomic_write_text(out.expanduser(), text)
+    except OSError as exc:
+        sys.stdout.write(text)  # nothing measured is lost
+        print(f"mixtui: cannot write {out} ({exc.strerror}); the report is above.",
+              file=sys.stderr)
+        return
+    print(f"mixtui: the report is in {out}.", file=sys.stderr)
