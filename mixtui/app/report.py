@@ -116,7 +116,8 @@ def cells(row: BenchRow) -> tuple[str, ...]:
                 else "—", params, "—", "—", "—", "—", "—", f"failed: {row.error}")
     mark = "≈ " if row.extrapolated else ""
     return (
-        row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"), mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
+        row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"),
+        mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
         mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
         f"{row.bytes_per_token / 1e9:.2f}",
         f"{row.bandwidth_gbps:.1f}" if row.bandwidth_gbps is not None else "—",
