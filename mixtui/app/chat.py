@@ -145,6 +145,21 @@ class ChatController:
         self.engine = engine
         return True
 
+    def release(self) -> EngineProcess | None:
+        """Let the engine go for a while (the compare screen's runs need its memory): the
+        caller ends the process returned (off the UI thread), whose events are dropped from
+        now on; the conversation stays, and `begin_load(keep_conversation=True)` continues
+        it. A prompt that waited for the load is forgotten (the caller gives it back)."""
+        if self.generating:
+            raise RuntimeError(f"release the engine while {self.state.value}")
+        engine, self.engine = self.engine, None
+        self.generation += 1  # a loading engine's late Ready or exit is stale now
+        self.state = State.NO_ENGINE
+        self.info = None
+        self.pending_prompt = None
+        self._cache_cold = True
+        return engine
+
     def close(self, timeout: float = 1.0) -> None:
         """End the engine (quitting): within about `timeout`, whatever it is doing."""
         engine, self.engine = self.engine, None

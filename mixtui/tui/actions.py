@@ -49,6 +49,8 @@ class Actions:
         app = self.app
         yield SystemCommand("Pick a model…", "every model: search, switch, pin to keys 1–5 "
                             "(key m)", app.action_pick_model)
+        yield SystemCommand("Compare models…", "decode speed, memory and the 300-token wait "
+                            "of several models side by side (key c)", app.action_compare)
         for n, spec in enumerate(app.main.entries, start=1):
             yield SystemCommand(f"Switch model: {spec.name}", f"key {n}",
                                 lambda key=spec.key: app.switch_model(key))

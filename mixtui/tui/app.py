@@ -13,10 +13,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -35,6 +35,7 @@ from mixtui.registry.spec import ModelSpec
 from mixtui.tui.actions import Actions
 from mixtui.tui.download_screen import DownloadScreen
 from mixtui.tui.messages import TokenInbox, engine_message
+from mixtui.tui.screens.compare import CompareScreen
 from mixtui.tui.screens.dialogs import HelpScreen
 from mixtui.tui.screens.main import BAR_SLOTS, MainScreen
 from mixtui.tui.screens.picker import ModelPicker
@@ -46,6 +47,12 @@ if TYPE_CHECKING:
     from mixtui.engine.client import EngineProcess  # loads with the first engine
 
 UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
+# The main screen's keys, and the palette of its actions, wait while the compare screen is up
+# (it has its own Esc; a model switch during its run would fight it for the memory).
+_MAIN_SCREEN_ACTIONS = frozenset({
+    "stop", "help", "focus_input", "switch", "layer", "focus_strip", "toggle_colouring",
+    "reload", "pick_model", "compare", "command_palette"})
+T = TypeVar("T")
 
 __all__ = ["MixtuiApp", "run_app"]
 
@@ -69,6 +76,7 @@ class MixtuiApp(App[int]):
         Binding("e", "toggle_colouring", "Colours"),
         Binding("r", "reload", "Reload engine", show=False),
         Binding("m", "pick_model", "Models", show=False),
+        Binding("c", "compare", "Compare", show=False),
     ]
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
@@ -220,6 +228,8 @@ class MixtuiApp(App[int]):
 
     # -- actions -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if isinstance(self.screen, CompareScreen):
+            return action not in _MAIN_SCREEN_ACTIONS
         # Single-key actions belong to the main screen, not to a dialog over it.
         return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "stop"))
 
@@ -269,6 +279,17 @@ class MixtuiApp(App[int]):
         self.push_screen(ModelPicker(rows, [spec.key for spec in main.entries],
                                      self.toggle_pin, list(self.settings.favourites),
                                      active=main.spec.key if main.spec else None), chosen)
+
+    def action_compare(self) -> None:
+        """The compare screen: models timed side by side (the chat's engine waits)."""
+        main = self.main
+        spec = main.spec
+        self.push_screen(CompareScreen(main.catalogue(), spec.key if spec else "nano"))
+
+    def at_normal_priority(self, fn: Callable[[], T]) -> T:
+        """`fn()` on the spawner thread, so that the engines it starts keep the normal
+        priority (see on_mount); blocks: for thread workers. RuntimeError when quitting."""
+        return self._spawner.submit(fn).result()
 
     def toggle_pin(self, key: str) -> list[str]:
         """Pin `key` (or unpin it), save the settings; the keys' models after the change."""
@@ -336,6 +357,8 @@ class MixtuiApp(App[int]):
         downloads = [s for s in self.screen_stack if isinstance(s, DownloadScreen)]
         for screen in downloads:  # both processes are told to end first, then waited for
             screen.stop_soon()
+        for compare in [s for s in self.screen_stack if isinstance(s, CompareScreen)]:
+            compare.stop_run()
         self.controller.close(timeout=1.0)
         for screen in downloads:
             screen.stop_now()

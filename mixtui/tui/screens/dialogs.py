@@ -25,6 +25,8 @@ KEYS: tuple[tuple[str, str], ...] = (
               "order; a click on it too)"),
     ("m", "pick a model: every model with its size, state and fit; type to filter, Enter "
           "switches, * pins it to the number keys"),
+    ("c", "compare models: decode speed, memory and the 300-token wait side by side, on "
+          "disk or synthetic (the chat's engine stops for the run and comes back after it)"),
     ("[  ]", "previous / next MoE layer for the token colours"),
     ("t", "focus the token strip: ← → Home End move the cursor over tokens, and the "
           "heatmap shows that token's routing (a click does the same); ↑ ↓ change the layer"),

@@ -55,6 +55,7 @@ else:  # numpy loads when routing first needs it (core/lazy.py)
     from mixtui.core.lazy import np
 
 if TYPE_CHECKING:
+    from mixtui.engine.client import EngineProcess  # loads with the first engine
     from mixtui.tui.app import MixtuiApp
 
 BAR_SLOTS = 5  # models on the number keys
@@ -296,6 +297,28 @@ class MainScreen(Screen[None]):
         if self.controller.running:
             self.notice("The engine is running; nothing to reload.")
             return
+        self.load_model(self.controller.model, keep_conversation=True)
+
+    def suspend_engine(self) -> tuple[EngineProcess | None, bool]:
+        """Stop the chat's engine for a compare run, which needs its memory: (the process,
+        for the caller to end off the UI thread; whether one was running or loading, so that
+        `resume_engine` should start it again). The conversation and the chat stay."""
+        chat = self.controller
+        was_running = chat.running
+        waiting = chat.pending_prompt
+        engine = chat.release()
+        self.engine_state = chat.state
+        prompt = self.query_one("#prompt", Input)
+        if waiting is not None and not prompt.value:
+            prompt.value = waiting  # nothing the user typed is lost
+        if was_running:
+            self.status("stopped for the compare run · it starts again after it")
+        return engine, was_running
+
+    def resume_engine(self) -> None:
+        """After a compare run: the chat's model in a new engine, the conversation kept."""
+        self.notice(f"The compare run is over; {self.controller.model} starts again, the "
+                    "conversation is kept.")
         self.load_model(self.controller.model, keep_conversation=True)
 
     # -- engine messages ---------------------------------------------------------------------
