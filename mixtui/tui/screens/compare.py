@@ -18,6 +18,7 @@ back as messages (post_message never blocks, even while the app quits).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from textual.widgets.selection_list import Selection
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.files import atomic_write_text
 from mixtui.core.units import gb
+from mixtui.engine.messages import Shutdown
 from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.wording import say
 
@@ -182,6 +184,19 @@ def chart(points: Sequence[tuple[str, float, float]], axis: str, span: tuple[flo
     return str(fig.build().string())
 
 
+def _end_read_engine(engine: EngineProcess, timeout: float = 3.0) -> None:
+    """End an engine whose events a reader thread (the app's) still waits for.
+
+    It is asked to shut down, and its pipe is closed only once the reader has seen it go:
+    a pipe closed under a waiting reader frees its descriptor for the next engine's pipe,
+    and the reader would then take that engine's messages (its runner sees a broken pipe)."""
+    engine.send(Shutdown())
+    deadline = time.monotonic() + timeout
+    while engine.exited is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    engine.close()
+
+
 # -- the screen --------------------------------------------------------------------------------
 class CompareScreen(Screen[None]):
     """Pick models and experts per token, run, read the table and the chart, export.
@@ -256,6 +271,9 @@ class CompareScreen(Screen[None]):
         self.rows: list[BenchRow] = []
         self.report: BenchReport | None = None
         self.message_text = ""  # what the message line says (tests read it)
+        self.progress: Progress | None = None  # where the run is, as last shown
+        self.cancel_asked: float | None = None  # monotonic times: how fast a cancel is
+        self.run_returned: float | None = None
         self._runner: BenchRunner | None = None
         self._restart = False  # the chat's engine was running: start it again after the run
 
@@ -372,7 +390,8 @@ class CompareScreen(Screen[None]):
         runner = BenchRunner(request, progress=progress, on_row=on_row,
                              registry=main.registry())
         old, self._restart = main.suspend_engine()
-        self.rows, self.report = [], None
+        self.rows, self.report, self.progress = [], None, None
+        self.cancel_asked = self.run_returned = None
         self._runner = runner
         self.running = True
         self._show_rows()
@@ -380,18 +399,25 @@ class CompareScreen(Screen[None]):
         self.say(f"Running {len(request.models)} model{'s' if len(request.models) > 1 else ''}"
                  "; Esc cancels (the rows finished stay).")
         self._run(runner, old, self.app.at_normal_priority)
+        # on a small terminal the results are below the fields: bring them into view
+        self.call_after_refresh(self._scroll_to_results)
+
+    def _scroll_to_results(self) -> None:
+        body = self.query_one("#compare-body", VerticalScroll)
+        body.scroll_to_widget(self.query_one("#compare-message"), top=True, animate=False)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare",
           description="end the chat's engine, then time each model in an engine of its own")
     def _run(self, runner: BenchRunner, old: EngineProcess | None,
              at_normal_priority: Callable[[Callable[[], BenchReport]], BenchReport]) -> None:
         def job() -> BenchReport:
-            if old is not None:
-                old.close()  # all its memory goes back before the first model loads
+            if old is not None:  # all its memory goes back before the first model loads
+                _end_read_engine(old)
             return runner.run()
 
         try:
             report = at_normal_priority(job)
+            self.run_returned = time.monotonic()
         except MixtuiError as exc:
             self.post_message(self.RunEnded(None, say(exc)))
         except Exception as exc:  # a bug, or the app quitting: said; the chat comes back
@@ -405,10 +431,12 @@ class CompareScreen(Screen[None]):
         if runner is None or not self.running:
             self.say("Nothing is running.")
             return
+        self.cancel_asked = time.monotonic()
         self.say("Cancelling: the current engine ends within a second…")
-        # cancel() waits for the engine process to end: not on the UI thread
-        self.run_worker(runner.cancel, thread=True, group="compare-cancel", exit_on_error=False,
-                        description="end the compare run's engine")
+        # Here, though it waits up to half a second for the engine to end: a thread started
+        # from the UI thread shares its lowest priority and may wait longer than that for a
+        # core the engine holds; and the UI gets little time until that engine is gone anyway.
+        runner.cancel()
 
     def action_leave(self) -> None:
         """Esc: cancel a run (its finished rows stay to read), or close the screen."""
@@ -430,7 +458,7 @@ class CompareScreen(Screen[None]):
     def _progress(self, message: ProgressMade) -> None:
         if not self.running:
             return
-        p = message.progress
+        p = self.progress = message.progress
         bar_ = self.query_one("#compare-bar", ProgressBar)
         if p.total:
             bar_.update(total=p.total, progress=p.done)
@@ -456,9 +484,9 @@ class CompareScreen(Screen[None]):
         if message.error is not None:
             self.say(message.error, error=True)
         elif report is not None and report.cancelled:
-            self.say(f"Cancelled: the {len(report.rows)} row"
-                     f"{'s' if len(report.rows) != 1 else ''} finished before the stop are "
-                     "kept.")
+            n = len(report.rows)
+            self.say(f"Cancelled; the {n} finished row{'' if n == 1 else 's'} "
+                     f"{'is' if n == 1 else 'are'} kept.")
         else:
             ok = sum(1 for r in self.rows if r.ok)
             self.say(f"Done: {ok} of {len(self.rows)} rows measured; ctrl+e exports them.")
