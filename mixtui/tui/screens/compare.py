@@ -17,6 +17,7 @@ back as messages (post_message never blocks, even while the app quits).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -89,10 +90,16 @@ def bar(value: float | None, largest: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + (_EIGHTHS[part] if part else "")
 
 
-def in_screen_words(text: str) -> str:
-    """A request problem as check_request words it, with the screen's field names."""
+def screen_fields(text: str) -> str:
+    """`text` with the command line's options named as the screen's fields."""
     for option, field in _FIELDS:
         text = text.replace(option, field)
+    return text
+
+
+def in_screen_words(text: str) -> str:
+    """A request problem as check_request words it, with the screen's field names."""
+    text = screen_fields(text)
     if text.startswith("“"):
         return "“" + text[1:2].upper() + text[2:]
     return text[:1].upper() + text[1:]
@@ -374,6 +381,8 @@ class CompareScreen(Screen[None]):
         except UsageError as exc:
             self.say(say(exc), error=True)
             return
+        if self.app.force:  # `mixtui --force`: models that do not fit load anyway, here too
+            request = dataclasses.replace(request, force=True)
         main = self.app.main
         if main.controller.generating:
             self.say("The chat is still answering; wait for the answer (or close this screen "
@@ -529,7 +538,7 @@ class CompareScreen(Screen[None]):
                                     largest[name]).ljust(BAR_WIDTH), style=BARRED[name])
                     shown.append(cell)
                 elif name == "note" and not row.ok:
-                    shown.append(Text(text, style="red"))
+                    shown.append(Text(screen_fields(text), style="red"))
                 else:
                     shown.append(text)
             table.add_row(*shown)
@@ -545,7 +554,7 @@ class CompareScreen(Screen[None]):
             for row in self.rows:
                 if not row.ok:
                     text.append(f"{row.model}", style="bold")
-                    text.append(f": failed: {row.error}\n", style="red")
+                    text.append(f": failed: {screen_fields(row.error or '')}\n", style="red")
             if self.report is not None:
                 text.append(f"machine: {self.report.machine.summary}\n", style="dim")
         self.query_one("#compare-findings", Static).update(text)
