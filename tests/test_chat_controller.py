@@ -188,3 +188,31 @@ def test_the_exit_of_a_failed_loads_engine_changes_nothing() -> None:
     assert change is not None and change.load_failed and chat.state is State.NOT_LOADED
     assert chat.handle(EngineExited(0), generation) is None
     assert chat.state is State.NOT_LOADED
+
+
+def test_a_released_engine_is_let_go_and_a_reload_continues_the_conversation(
+        controller: ChatController, tiny_moe_dir: Path) -> None:
+    generation = start(controller, tiny_moe_dir)
+    drive(controller, Ready)
+    controller.ask("w5 w6", LONG)
+    with pytest.raises(RuntimeError):
+        controller.release()  # not while answering
+    controller.stop()
+    drive(controller, Finished)
+    conversation, history = controller.conversation, list(controller.conversation.ids)
+    engine = controller.release()
+    assert engine is not None and engine.pid is not None
+    assert controller.engine is None and controller.info is None
+    assert controller.state is State.NO_ENGINE and not controller.running
+    engine.close()  # the caller's to end
+    assert engine.process.exitcode is not None
+    # what its reader sends next is stale: no "engine exited" for a released engine
+    assert controller.handle(EngineExited(engine.process.exitcode), generation) is None
+    assert controller.state is State.NO_ENGINE
+    start(controller, tiny_moe_dir, keep=True)
+    assert controller.conversation is conversation
+    drive(controller, Ready)
+    controller.ask("w7", SHORT)
+    drive(controller, Finished)
+    begin, _ = conversation.request_range(1)
+    assert list(conversation.ids[:begin]) == history  # the history is in the log once

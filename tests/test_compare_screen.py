@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, SelectionList
 
 from mixtui.app.machine import bench_dir, machine_key
 from mixtui.app.report import COLUMNS, cells
+from mixtui.core.errors import UsageError
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
 from mixtui.tui.screens.compare import (
@@ -61,18 +62,18 @@ def test_fields_become_a_request_or_one_sentence_in_the_screens_words() -> None:
     assert request.models == ("nano", "mixtral-8x22b") and request.synthetic
     assert request.layers == 2 and request.experts_per_token == (1, 2, 4)
     assert request.gen_tokens == 4 and request.runs == 2  # blank: the screen's default
-    with pytest.raises(Exception) as bad:
+    with pytest.raises(UsageError) as bad:
         parse_request(["nano"], False, "", "", "1", "1")
     assert str(bad.value).startswith("“Generated tokens” must be at least 2")
     assert "--" not in str(bad.value)
-    with pytest.raises(Exception) as bad:
+    with pytest.raises(UsageError) as bad:
         parse_request(["nano"], False, "2", "", "4", "1")
     assert str(bad.value) == ("“Layers” runs part of a synthetic model; tick “synthetic”, or "
                               "leave “layers” out to time the model on disk.")
-    with pytest.raises(Exception) as bad:
+    with pytest.raises(UsageError) as bad:
         parse_request(["nano"], False, "", "two", "4", "1")
     assert "“Experts per token” takes whole numbers" in str(bad.value)
-    with pytest.raises(Exception) as bad:
+    with pytest.raises(UsageError) as bad:
         parse_request([], False, "", "", "4", "1")
     assert str(bad.value).startswith("Pick at least one model")
     assert in_screen_words("--runs must be at least 1, not 0.") == (
