@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -479,6 +480,8 @@ class CompareScreen(Screen[None]):
     def _row(self, message: RowMeasured) -> None:
         self.rows.append(message.row)
         self._show_rows()
+        if len(self.rows) == 1:  # the results have grown below the fields: into view
+            self.call_after_refresh(self._scroll_to_results)
 
     @on(RunEnded)
     def _ended(self, message: RunEnded) -> None:
@@ -512,9 +515,19 @@ class CompareScreen(Screen[None]):
     def _show_table(self) -> None:
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
-        table.add_columns(*SHOWN)
+        rows = self._table_rows()
+        # Widths given, not measured by the table: its own measure comes on a later idle,
+        # which a small terminal's screen did not always repaint (cells cut to the labels).
+        for i, name in enumerate(SHOWN):
+            table.add_column(name, width=max([cell_len(name)] + [
+                cell_len(str(r[i])) for r in rows]))  # str of a Text: its plain text
+        for cells_ in rows:
+            table.add_row(*cells_)
+
+    def _table_rows(self) -> list[list[Text | str]]:
+        """The table's cells per row: report.cells', bars after the three figures."""
         if not self.rows:
-            return
+            return []
         from mixtui.app.report import COLUMNS, cells  # deferred: loads MLX (app.bench)
 
         largest = {
@@ -524,6 +537,7 @@ class CompareScreen(Screen[None]):
                                      default=0)),
             "300-token answer": max((r.answer_300_s or 0.0 for r in self.rows if r.ok),
                                     default=0.0)}
+        out: list[list[Text | str]] = []
         for row in self.rows:
             by_name = dict(zip(COLUMNS, cells(row), strict=True))
             values = {"decode tok/s": row.decode_tps.median if row.decode_tps else None,
@@ -541,7 +555,8 @@ class CompareScreen(Screen[None]):
                     shown.append(Text(screen_fields(text), style="red"))
                 else:
                     shown.append(text)
-            table.add_row(*shown)
+            out.append(shown)
+        return out
 
     def _show_findings(self) -> None:
         text = Text()
