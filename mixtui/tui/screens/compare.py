@@ -216,7 +216,8 @@ class CompareScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "run", "Run", priority=True),
         Binding("ctrl+e", "export", "Export", priority=True),
-        Binding("escape", "leave", "Cancel / close"),  # the app's Esc calls action_leave
+        # the app's own Esc (stop the answer) waits while this screen is up: this one acts
+        Binding("escape", "leave", "Cancel / close"),
     ]
     DEFAULT_CSS = """
     CompareScreen #compare-body { height: 1fr; }
