@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixtui.app.loader import Refused, Start, Unavailable, decide
 from mixtui.app.machine import Machine, describe_machine, probe_bandwidth, record_speeds
-from mixtui.core.errors import MixtuiError, UsageError
+from mixtui.core.errors import MixtuiError, ModelNotLocal, UsageError
 from mixtui.core.paths import log_dir
 from mixtui.engine.bench import DEFAULT_PROMPT
 from mixtui.engine.messages import (
@@ -507,7 +507,13 @@ class BenchRunner:
         outcome = decide(name, context=request.context, force=request.force,
                          registry=self._registry, offer_download=False)
         if isinstance(outcome, Unavailable):
-            return _Job(name, outcome.spec, outcome.error)
+            error = outcome.error
+            if isinstance(error, ModelNotLocal) and outcome.spec is not None \
+                    and outcome.spec.family is not None:
+                error = ModelNotLocal(error.render().rstrip(".") + ", or time it without the "
+                                      "download with --synthetic.", code=error.code,
+                                      facts=dict(error.facts))
+            return _Job(name, outcome.spec, error)
         if isinstance(outcome, Refused):
             return _Job(name, outcome.spec, outcome.fit.error())
         assert isinstance(outcome, Start)

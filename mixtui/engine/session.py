@@ -396,7 +396,7 @@ class Session:
             raise UsageError("The perplexity text has fewer than two tokens; give a longer "
                              "text.", code="perplexity-text")
         context = int(self.config.get("max_position_embeddings") or 2048)
-        chunk = max(2, min(context, 2048, self.max_kv_size or 2048))
+        chunk = max(2, min(context, 2048))  # no KV cache: the windows are scored whole
         bos = getattr(self.tokenizer, "bos_token_id", None)
         result = bench.perplexity(self.model, ids, chunk, bos, should_stop,
                                   self._reporter(send, request.request_id, "perplexity", 1, 1))
