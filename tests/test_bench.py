@@ -129,7 +129,7 @@ def test_the_sentence_weighs_experts_per_token_against_perplexity() -> None:
     two = _row("nano", 2, 200.0, 10**7, ppl=36.3)
     one = _row("nano", 1, 250.0, 10**7, ppl=52.0)
     said = b.findings([two, one])
-    assert any(s.startswith("With 1 experts per token nano (bundled) decodes at 1.25 × its "
+    assert any(s.startswith("With 1 expert per token nano (bundled) decodes at 1.25 × its "
                             "speed with 2") and "perplexity is 52.00 against 36.30" in s
                for s in said), said
 

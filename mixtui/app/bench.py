@@ -380,11 +380,14 @@ def findings(rows: Sequence[BenchRow]) -> tuple[str, ...]:
         if len(model_rows) < 2:
             continue
         # against the model's own experts per token where it ran, else its first row
-        ref = model_rows[0]
-        for row in model_rows[1:]:
+        ref = next((r for r in model_rows if r.own_k), model_rows[0])
+        for row in model_rows:
+            if row is ref:
+                continue
             assert row.decode_tps is not None and ref.decode_tps is not None
             speed = row.decode_tps.median / ref.decode_tps.median
-            text = (f"With {row.experts_per_token} experts per token {row.name} decodes at "
+            n = row.experts_per_token
+            text = (f"With {n} expert{'s' if n != 1 else ''} per token {row.name} decodes at "
                     f"{_x(speed)} × its speed with {ref.experts_per_token} (active parameters "
                     f"predict {_x(ref.active_params / row.active_params)})")
             if row.perplexity is not None and ref.perplexity is not None:
@@ -538,32 +541,31 @@ class BenchRunner:
         assert job.depths is not None
         depths = job.depths
         ks = self._ks(spec)
-        measured: dict[int | None, dict[int, list[RunFigures]]] = {k: {} for k in ks}
-        errors: dict[int | None, MixtuiError] = {}
+        errors: dict[int | None, MixtuiError] = {k: e for k in ks
+                                                 if (e := _bad_k(spec, k)) is not None}
+        good = [k for k in ks if k not in errors]
+        measured: dict[int | None, dict[int, list[RunFigures]]] = {k: {} for k in good}
         perplexities: dict[int | None, tuple[float | None, str]] = {}
         weight_bytes = None
-        for depth in (depths.short, depths.long):
+        for depth in (depths.short, depths.long) if good else ():
             if depth is None:
                 continue
-            detail = (f"{depth} of {depths.total} layers" if depth != depths.total else "")
+            detail = f"{depth} of {depths.total} layers" if depth != depths.total else ""
             ready = self._load(spec, job, depth, index, of, detail)
             if isinstance(ready, MixtuiError):
-                for k in ks:
-                    errors.setdefault(k, ready)
+                errors.update({k: ready for k in good if k not in errors})
                 break
             if depth == depths.total and not self.request.synthetic:
                 weight_bytes = ready.info.weight_bytes
-            for k in ks:
-                if k in errors:
-                    continue
-                label = ", ".join(x for x in (detail, f"{k} experts per token" if k else "")
-                                  if x)
-                result = self._measure(spec, k, index, of, label)
-                if isinstance(result, MixtuiError):
-                    errors[k] = result
-                    continue
-                measured[k][depth] = list(result.runs)
-                if depth == depths.short and k not in perplexities:
+            result = self._measure(spec, good, index, of, detail)
+            if isinstance(result, MixtuiError):
+                errors.update({k: result for k in good if k not in errors})
+                break
+            for k, runs in zip(good, result, strict=True):
+                measured[k][depth] = runs
+                if depth == depths.short:
+                    label = ", ".join(x for x in (detail, f"{k} experts per token" if k
+                                                  else "") if x)
                     perplexities[k] = self._perplexity(spec, k, index, of, label)
             self._end_engine()
         for k in ks:
@@ -619,17 +621,25 @@ class BenchRunner:
         assert isinstance(event, Ready)
         return event
 
-    def _measure(self, spec: ModelSpec, k: int | None, index: int, of: int, label: str
-                 ) -> BenchMeasured | MixtuiError:
+    def _measure(self, spec: ModelSpec, ks: list[int | None], index: int, of: int,
+                 detail: str) -> list[list[RunFigures]] | MixtuiError:
+        """Every value's runs, interleaved in one engine (see messages.Bench)."""
         engine = self._engine
         assert engine is not None
         request = self.request
         prompt = None if request.synthetic else (request.prompt or DEFAULT_PROMPT)
-        engine.send(Bench(2, prompt, request.prompt_tokens, request.gen_tokens, request.runs, k))
-        event = self._wait(engine, spec, index, of, label, (BenchMeasured,))
-        if isinstance(event, BenchMeasured) and event.cancelled:
-            raise Cancelled
-        return event  # type: ignore[return-value]
+        engine.send(Bench(2, prompt, request.prompt_tokens, request.gen_tokens, request.runs,
+                          tuple(ks)))
+        found: list[list[RunFigures]] = []
+        while len(found) < len(ks):
+            event = self._wait(engine, spec, index, of, detail, (BenchMeasured,))
+            if isinstance(event, MixtuiError):
+                return event
+            assert isinstance(event, BenchMeasured)
+            if event.cancelled:
+                raise Cancelled
+            found.append(list(event.runs))
+        return found
 
     def _wait(self, engine: EngineProcess, spec: ModelSpec, index: int, of: int, detail: str,
               wanted: tuple[type, ...]) -> Event | MixtuiError:
@@ -642,7 +652,10 @@ class BenchRunner:
                 self._progress(Progress(spec.key, index, of, stage, detail,
                                         done=event.done, total=event.total))
             elif isinstance(event, BenchProgress):
-                self._progress(Progress(spec.key, index, of, event.stage, detail, event.run,
+                k = f"{event.experts_per_token} experts per token" \
+                    if event.experts_per_token and spec.geometry.is_moe else ""
+                self._progress(Progress(spec.key, index, of, event.stage,
+                                        ", ".join(x for x in (detail, k) if x), event.run,
                                         event.runs, event.tokens, event.total))
             elif isinstance(event, wanted):
                 return event
@@ -673,6 +686,20 @@ class BenchRunner:
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close(timeout=2.0)
+
+
+def _bad_k(spec: ModelSpec, k: int | None) -> MixtuiError | None:
+    """Why `spec` cannot route to k experts (its family's limit), or None."""
+    family = spec.family
+    if k is None or family is None:
+        return None
+    most = family.max_experts_per_token(spec.hf_config)
+    if 1 <= k <= most:
+        return None
+    note = family.experts_per_token_note(spec.hf_config)
+    return UsageError(f"{spec.name} routes each token to 1 to {most} experts, not {k}."
+                      + (f" {note}" if note else ""), code="experts-per-token",
+                      facts={"most": most, "asked": k})
 
 
 def _read_text(path: Path) -> str:

@@ -102,7 +102,7 @@ def note(row: BenchRow) -> str:
 
 
 COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak memory", "weights",
-           "params (active)", "GB/token", "GB/s", "roofline", "300-token answer",
+           "params (active)", "read/token", "GB/s", "roofline", "300-token answer",
            "perplexity", "note")
 
 
@@ -119,7 +119,7 @@ def cells(row: BenchRow) -> tuple[str, ...]:
         row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"),
         mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
         mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
-        f"{row.bytes_per_token / 1e9:.2f}",
+        gb(row.bytes_per_token),
         f"{row.bandwidth_gbps:.1f}" if row.bandwidth_gbps is not None else "—",
         f"{100 * row.roofline_fraction:.0f} %" if row.roofline_fraction is not None else "—",
         _seconds(row.answer_300_s) if row.answer_300_s is not None else "—",
