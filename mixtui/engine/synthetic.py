@@ -191,10 +191,13 @@ def _quantized_values(module: nn.Module, name: str, value: mx.array, stream: int
 
 def _random_parameters(model: nn.Module, seed: int) -> dict[str, mx.array]:
     """A new value for every parameter of `model`, of its shape and dtype, lazily."""
+    names = {name for name, _ in _flat(model)}
     new: dict[str, mx.array] = {}
     index = 0
     for path, module in model.named_modules():
-        own = {k: v for k, v in module.items() if isinstance(v, mx.array)}
+        # its own parameters: not its private arrays (a RoPE's `_freqs`) nor its children's
+        own = {k: v for k, v in module.items() if isinstance(v, mx.array)
+               and (f"{path}.{k}" if path else k) in names}
         quantized = "scales" in own
         is_norm = "Norm" in type(module).__name__
         for name, value in own.items():
@@ -210,6 +213,9 @@ def _random_parameters(model: nn.Module, seed: int) -> dict[str, mx.array]:
             else:
                 fresh = _random_bits(value.shape, stream).astype(value.dtype)
             new[f"{path}.{name}" if path else name] = fresh
+    if set(new) != names:  # else an initialisation would be evaluated
+        raise RuntimeError("a parameter outside any module's own arrays: mixtui cannot "
+                           "give it random values")
     return new
 
 
