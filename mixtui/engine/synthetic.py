@@ -162,9 +162,8 @@ def _stream(seed: int, index: int) -> int:
 def _quantized_values(module: nn.Module, name: str, value: mx.array, stream: int
                       ) -> mx.array:
     """A quantized module's `weight`, `scales` or `biases` (its own `bias` is a float like
-    any other): codes uniformly random, scales
-    (and affine biases) such that the dequantized weight has mean 0 and standard deviation
-    in_dims**-0.5, the usual initialisation's."""
+    any other): codes uniformly random, scales (and affine biases) such that the dequantized
+    weight has mean 0 and standard deviation in_dims**-0.5, the usual initialisation's."""
     mode = str(getattr(module, "mode", "affine"))
     bits, group_size = int(module.bits), int(module.group_size)
     in_dims = module["scales"].shape[-1] * group_size
