@@ -57,12 +57,13 @@ def test_extrapolate_recovers_a_linear_cost() -> None:
         b.extrapolate(1, 2, 4, 4, 8)
 
 
-def test_depths_run_the_full_model_when_twice_the_layers_would_reach_it() -> None:
-    assert b.Depths.of(32, 2) == b.Depths(32, 2, 4)
+def test_depths_run_n_and_half_of_n_unless_n_is_the_whole_model() -> None:
+    assert b.Depths.of(32, 2) == b.Depths(32, 2, 1)
+    assert b.Depths.of(32, 5) == b.Depths(32, 5, 2)
+    assert b.Depths.of(32, 2).runs == (2, 1) and b.Depths.of(32, 2).extrapolated
     assert b.Depths.of(32, None) == b.Depths(32, 32, None)
-    assert b.Depths.of(4, 2) == b.Depths(4, 4, None)
-    assert b.Depths.of(4, 1) == b.Depths(4, 1, 2)
-    assert b.Depths.of(4, 9) == b.Depths(4, 4, None)
+    assert b.Depths.of(4, 4) == b.Depths(4, 4, None) == b.Depths.of(4, 9)
+    assert b.Depths.of(4, 4).runs == (4,) and not b.Depths.of(4, 4).extrapolated
 
 
 def test_scale_memory_adds_the_missing_layers_weights_and_cache() -> None:
@@ -91,14 +92,14 @@ def test_row_figures_derive_bandwidth_roofline_and_the_wait() -> None:
 def test_an_extrapolated_row_scales_time_and_memory_to_the_full_depth() -> None:
     spec = load_registry()["mixtral-8x7b-instruct"]
     per_layer, fixed = 0.004, 0.010  # seconds a decode step
-    short = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=2 * 10**9)
-    long = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=3 * 10**9)
-    row = b.row_figures(spec, 2, b.Depths(32, 2, 4), True, {2: short, 4: long}, 100, 64, None)
-    assert row.extrapolated and row.layers_run == 2 and row.layers_total == 32
+    half = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=2 * 10**9)
+    run = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=3 * 10**9)
+    row = b.row_figures(spec, 2, b.Depths(32, 4, 2), True, {2: half, 4: run}, 100, 64, None)
+    assert row.extrapolated and row.layers_run == 4 and row.layers_total == 32
     assert row.decode_tps.median == pytest.approx(1 / (fixed + 32 * per_layer))
     assert row.ttft_s.median == pytest.approx(0.1 + 32 * 0.2)
-    cut = b._spec_at(spec, 2)
-    assert row.peak_memory_bytes == (2 * 10**9 + spec.weight_bytes() - cut.weight_bytes()
+    cut = b._spec_at(spec, 4)  # the memory of the deeper run, with the other 28 layers added
+    assert row.peak_memory_bytes == (3 * 10**9 + spec.weight_bytes() - cut.weight_bytes()
                                      + spec.cache_bytes(164) - cut.cache_bytes(164))
     assert row.roofline_fraction is None  # no bandwidth figure: no fraction
 
@@ -173,6 +174,7 @@ def test_every_format_carries_every_row(fmt: str) -> None:
 def test_bad_requests_are_refused_before_anything_runs() -> None:
     for request, words in [
         (b.BenchRequest(("nano",), layers=2), "--layers runs part of a synthetic model"),
+        (b.BenchRequest(("nano",), synthetic=True, layers=1), "--layers must be at least 2"),
         (b.BenchRequest(("nano",), gen_tokens=1), "--gen-tokens must be at least 2"),
         (b.BenchRequest(("nano",), runs=0), "--runs must be at least 1"),
         (b.BenchRequest((), synthetic=True), "--models names no model"),

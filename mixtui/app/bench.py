@@ -4,7 +4,7 @@ One engine process per model, one at a time, so that each model's memory is give
 before the next one loads. Real models load from disk; synthetic ones (`synthetic=True`)
 are built in the engine from their registry geometry with random weights in the real
 checkpoint's layout, and may run only their first N layers: the runner then also runs the
-first 2N and scales the times and the memory to the full depth (`extrapolate`).
+first N/2 and scales the times and the memory to the full depth (`extrapolate`).
 
 Everything here but `BenchRunner.run` is arithmetic on figures, without MLX or processes:
 the rows' derived fields, the extrapolation, the sentences that answer the question.
@@ -100,8 +100,9 @@ def check_request(request: BenchRequest) -> None:
             raise UsageError("--layers runs part of a synthetic model; add --synthetic, or "
                              "leave --layers out to time the model on disk.",
                              code="bad-option", facts={"option": "--layers"})
-        if request.layers < 1:
-            raise bad("--layers", request.layers, "must be at least 1")
+        if request.layers < 2:
+            raise bad("--layers", request.layers, "must be at least 2 (the first N layers and "
+                      "the first N/2 tell the layers' time from the rest's)")
     for k in request.experts_per_token:
         if k < 1:
             raise bad("--experts-per-token", k, "must be at least 1")
@@ -141,7 +142,7 @@ class BenchRow:
     synthetic: bool
     layers_total: int
     layers_run: int
-    extrapolated: bool  # times and memory scaled from layers_run (and 2 × that) to the full
+    extrapolated: bool  # times and memory scaled from layers_run (and half) to the full
     total_params: int
     active_params: int
     weight_bytes: int
@@ -232,18 +233,27 @@ def scale_memory(peak_short: int, weights_short: int, weights_full: int, cache_s
 
 @dataclass(frozen=True)
 class Depths:
-    """How a model is run: all its layers, or its first `short` and `long` (= 2 × short)."""
+    """How a model is run: all its layers, or its first `run` (the figures' source) and its
+    first `half` (= run // 2), which together tell the layers' time from the rest's."""
 
     total: int
-    short: int
-    long: int | None = None  # None: the full depth runs; nothing is extrapolated
+    run: int
+    half: int | None = None  # None: the full depth runs; nothing is extrapolated
 
     @classmethod
     def of(cls, total: int, layers: int | None) -> Depths:
-        # Running 2N layers when 2N would reach the full depth costs more than the full run.
-        if layers is None or 2 * layers >= total:
+        if layers is None or layers >= total:
             return cls(total, total)
-        return cls(total, layers, 2 * layers)
+        return cls(total, layers, max(1, layers // 2))
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.half is not None
+
+    @property
+    def runs(self) -> tuple[int, ...]:
+        """The depths to run, the deepest first (the memory fit is its)."""
+        return (self.run,) if self.half is None else (self.run, self.half)
 
 
 def _spec_at(spec: ModelSpec, layers: int) -> ModelSpec:
@@ -279,30 +289,30 @@ def row_figures(spec: ModelSpec, k: int | None, depths: Depths, synthetic: bool,
     bytes_per_token = int(active_weights + spec.cache_bytes(decode_context))
     base = BenchRow(
         model=spec.key, name=spec.name, experts_per_token=k, synthetic=synthetic,
-        layers_total=depths.total, layers_run=depths.short,
-        extrapolated=depths.long is not None, total_params=spec.total_params(),
+        layers_total=depths.total, layers_run=depths.run,
+        extrapolated=depths.extrapolated, total_params=spec.total_params(),
         active_params=spec.active_params(k), weight_bytes=weight_bytes or spec.weight_bytes(),
         kv_bytes_per_token=spec.kv_bytes_per_token(), bytes_per_token=bytes_per_token,
         perplexity=perplexity, perplexity_note=perplexity_note,
         dense_baseline=not spec.geometry.is_moe,
         own_k=k is None or k == spec.geometry.experts_per_token)
-    short = measured[depths.short]
-    ttft = Spread.of([r.ttft_s for r in short])
-    step = Spread.of([1 / r.decode_tps for r in short if r.decode_tps > 0] or [math.inf])
-    peak = max(r.peak_memory_bytes for r in short)
-    if depths.long is not None:
-        long = measured[depths.long]
-        ttft_long = Spread.of([r.ttft_s for r in long])
-        step_long = Spread.of([1 / r.decode_tps for r in long if r.decode_tps > 0] or [math.inf])
-        u_short, u_long, u_full = units(depths.short), units(depths.long), units(depths.total)
+    deep = measured[depths.run]
+    ttft = Spread.of([r.ttft_s for r in deep])
+    step = Spread.of([1 / r.decode_tps for r in deep if r.decode_tps > 0] or [math.inf])
+    peak = max(r.peak_memory_bytes for r in deep)
+    if depths.half is not None:
+        half = measured[depths.half]
+        ttft_half = Spread.of([r.ttft_s for r in half])
+        step_half = Spread.of([1 / r.decode_tps for r in half if r.decode_tps > 0] or [math.inf])
+        u_half, u_run, u_full = units(depths.half), units(depths.run), units(depths.total)
 
         def scaled(a: Spread, b: Spread) -> Spread:
-            return Spread(extrapolate(a.median, b.median, u_short, u_long, u_full),
-                          extrapolate(a.low, b.low, u_short, u_long, u_full),
-                          extrapolate(a.high, b.high, u_short, u_long, u_full))
+            return Spread(extrapolate(a.median, b.median, u_half, u_run, u_full),
+                          extrapolate(a.low, b.low, u_half, u_run, u_full),
+                          extrapolate(a.high, b.high, u_half, u_run, u_full))
 
-        ttft, step = scaled(ttft, ttft_long), scaled(step, step_long)
-        part = _spec_at(spec, depths.short)
+        ttft, step = scaled(ttft_half, ttft), scaled(step_half, step)
+        part = _spec_at(spec, depths.run)
         context = prompt_tokens + gen_tokens
         peak = scale_memory(peak, part.weight_bytes(), spec.weight_bytes(),
                             part.cache_bytes(context), spec.cache_bytes(context))
@@ -335,7 +345,7 @@ def failed_row(spec: ModelSpec | None, name: str, k: int | None, error: MixtuiEr
                         error_code=code)
     total = spec.geometry.layers
     d = depths or Depths(total, total)
-    return BenchRow(spec.key, spec.name, k, synthetic, total, d.short, d.long is not None,
+    return BenchRow(spec.key, spec.name, k, synthetic, total, d.run, d.extrapolated,
                     spec.total_params(), spec.active_params(k), spec.weight_bytes(),
                     spec.kv_bytes_per_token(), 0, error=reason, error_code=code,
                     dense_baseline=not spec.geometry.is_moe)
@@ -400,7 +410,7 @@ def findings(rows: Sequence[BenchRow]) -> tuple[str, ...]:
         said.append(f"{row.name} decodes at {row.decode_tps.median:.1f} tokens/s here; a "
                     f"{ANSWER_TOKENS}-token answer takes {row.answer_300_s or 0:.1f} s.")
     if any(r.extrapolated for r in good):
-        said.append("Extrapolated rows ran their first N layers and their first 2N, and "
+        said.append("Extrapolated rows ran their first N layers and their first N/2, and "
                     "scale the times and the memory to the full depth (docs/performance.md).")
     return tuple(said)
 
@@ -497,7 +507,7 @@ class BenchRunner:
                     "weights; pick a model of a family docs/families.md lists.",
                     code="unknown-family"))
             depths = Depths.of(spec.geometry.layers, request.layers)
-            built = _spec_at(spec, depths.long or depths.short)
+            built = _spec_at(spec, depths.run)
             fit = plan(built, context=request.context, registry=self._registry)
             if fit.verdict == "does-not-fit" and not request.force:
                 hint = ("" if request.layers else
@@ -547,9 +557,7 @@ class BenchRunner:
         measured: dict[int | None, dict[int, list[RunFigures]]] = {k: {} for k in good}
         perplexities: dict[int | None, tuple[float | None, str]] = {}
         weight_bytes = None
-        for depth in (depths.short, depths.long) if good else ():
-            if depth is None:
-                continue
+        for depth in depths.runs if good else ():
             detail = f"{depth} of {depths.total} layers" if depth != depths.total else ""
             ready = self._load(spec, job, depth, index, of, detail)
             if isinstance(ready, MixtuiError):
@@ -563,7 +571,7 @@ class BenchRunner:
                 break
             for k, runs in zip(good, result, strict=True):
                 measured[k][depth] = runs
-                if depth == depths.short:
+                if depth == depths.run:
                     label = ", ".join(x for x in (detail, f"{k} experts per token" if k
                                                   else "") if x)
                     perplexities[k] = self._perplexity(spec, k, index, of, label)

@@ -94,8 +94,8 @@ def note(row: BenchRow) -> str:
     if row.synthetic:
         parts.append("synthetic")
     if row.extrapolated:
-        parts.append(f"extrapolated from {row.layers_run} and {2 * row.layers_run} of "
-                     f"{row.layers_total} layers")
+        parts.append(f"extrapolated from {max(1, row.layers_run // 2)} and {row.layers_run} "
+                     f"of {row.layers_total} layers")
     if row.perplexity is None and row.perplexity_note:
         parts.append(f"perplexity {row.perplexity_note}")
     return ", ".join(parts)

@@ -94,7 +94,7 @@ def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                        help="build each model from its registry geometry with random weights "
                             "in the real checkpoint's layout: nothing is downloaded")
     bench.add_argument("--layers", type=int, metavar="N",
-                       help="with --synthetic: run the first N layers (and 2N) and scale time "
+                       help="with --synthetic: run the first N layers (and N/2) and scale time "
                             "and memory to the full depth")
     prompt = bench.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt (default: a built-in one)")

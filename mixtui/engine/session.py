@@ -23,7 +23,7 @@ from mlx.utils import tree_reduce
 
 from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
-from mixtui.engine import bench, blas
+from mixtui.engine import bench, blas, precision
 from mixtui.engine.capture import RoutingCapture
 from mixtui.engine.messages import (
     Bench,
@@ -221,6 +221,7 @@ class Session:
         self._cache: list[Any] | None = None
         self._cached_tokens: list[int] = []
         self._capture_on = True
+        self.float32_activations = precision.float32_activations(model)
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -327,7 +328,9 @@ class Session:
                                 if family else g.kv_bytes_per_token()),
             max_kv_size=self.max_kv_size,
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
-            vocab_size=g.vocab, device=_device_label(),
+            vocab_size=g.vocab,
+            device=_device_label() + (", float32 activations" if self.float32_activations
+                                      else ""),
             family=family.name if family else "", scoring=family.scoring if family else "",
             shared_experts=g.shared_experts if self._blocks else 0,
             top_k_note=family.experts_per_token_note(self.config) if family else "",
@@ -364,6 +367,9 @@ class Session:
         prompt = self._prompt_ids(request.prompt, request.prompt_tokens)
         if self.adapter is not None and self.capture is not None:
             adapters.detach(self.adapter, self.model)  # time the blocks as mlx-lm wrote them
+        # A GPU compiles each kernel on its first use: its warm-up runs the whole prompt. MLX's
+        # CPU kernels are built ahead, and a long prompt there takes minutes: a short one.
+        warm_prompt = prompt if mx.default_device().type == mx.gpu else prompt[:8]
         runs: dict[int, list[RunFigures]] = {}
         stopped = False
         rid = request.request_id
@@ -373,8 +379,8 @@ class Session:
                     self._use_k(k)
                     stage = "warm-up" if r == 0 else "run"
                     figures = bench.timed_run(
-                        self.model, prompt, min(2, request.gen_tokens) if r == 0
-                        else request.gen_tokens, should_stop,
+                        self.model, warm_prompt if r == 0 else prompt,
+                        min(2, request.gen_tokens) if r == 0 else request.gen_tokens, should_stop,
                         self._reporter(send, rid, stage, r, request.runs, self.top_k))
                     if figures is None:
                         stopped = True
