@@ -282,3 +282,29 @@ def test_ctrl_c_stops_within_a_second_with_the_rows_so_far(cli_env: dict[str, st
     assert "interrupted; the rows above are the ones finished" in stderr
     rows = list(csv.DictReader(io.StringIO(stdout)))
     assert len(rows) == 1 and float(rows[0]["decode_tps"]) > 0
+
+
+def test_a_synthetic_model_runs_part_of_its_depth_and_says_so(cli_env: dict[str, str],
+                                                              probed: Path,
+                                                              tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("It is a truth universally acknowledged. " * 20)
+    out = subprocess.run([*MIXTUI, "bench", "--synthetic", "--models", "nano", "--layers", "2",
+                          "--format", "json", "--runs", "1", "--gen-tokens", "4",
+                          "--perplexity", str(text)],
+                         capture_output=True, text=True, env=cli_env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    (row,) = data["rows"]
+    spec = load_registry()["nano"]
+    assert row["synthetic"] and row["extrapolated"]
+    assert (row["layers_run"], row["layers_total"]) == (2, 4)
+    assert row["weight_bytes"] == spec.weight_bytes()  # the full model's, not the 2 layers'
+    assert row["decode_tps"] > 0 and row["peak_memory_bytes"] > 0
+    assert row["perplexity"] is None
+    assert row["perplexity_note"] == "left out: random weights make perplexity meaningless"
+    assert data["prompt"] == "random token ids"
+    assert any("Extrapolated rows ran their first N layers" in s for s in data["findings"])
+    assert "[1/1] nano (2 of 4 layers)" in out.stderr and "(1 of 4 layers)" in out.stderr
+    # the model bar's and the models list's figure: a synthetic run's
+    assert speed_note("nano", synthetic_only=True).endswith("tok/s here, synthetic")
