@@ -308,3 +308,70 @@ def test_a_synthetic_model_runs_part_of_its_depth_and_says_so(cli_env: dict[str,
     assert "[1/1] nano (2 of 4 layers)" in out.stderr and "(1 of 4 layers)" in out.stderr
     # the model bar's and the models list's figure: a synthetic run's
     assert speed_note("nano", synthetic_only=True).endswith("tok/s here, synthetic")
+
+
+def _record(model: str, tps: float, synthetic: bool) -> None:
+    from mixtui.app.machine import record_speeds
+
+    record_speeds([{"model": model, "decode_tps": tps, "synthetic": synthetic,
+                    "extrapolated": synthetic, "layers_run": 2, "layers_total": 32,
+                    "measured_at": "2026-12-01T12:00:00Z"}])
+
+
+def test_speeds_are_kept_per_kind_and_read_back(isolated_config_dir: Path) -> None:
+    assert speed_note("mixtral-8x7b-instruct") == ""
+    _record("mixtral-8x7b-instruct", 4.24, True)
+    assert speed_note("mixtral-8x7b-instruct") == "≈ 4.2 tok/s here, synthetic"
+    _record("mixtral-8x7b-instruct", 23.4, False)  # a real run later: kept apart
+    assert measured_speed("mixtral-8x7b-instruct", synthetic=True)["decode_tps"] == 4.24
+    assert speed_note("mixtral-8x7b-instruct", synthetic_only=True) == \
+        "≈ 4.2 tok/s here, synthetic"
+    (isolated_config_dir / "bench" / "speeds.json").write_text("{not json")
+    assert speed_note("mixtral-8x7b-instruct") == ""  # a damaged cache is no figure
+
+
+def test_models_list_shows_the_speed_measured_here(cli_env: dict[str, str]) -> None:
+    _record("mixtral-8x22b", 1.93, True)
+    out = subprocess.run([*MIXTUI, "models"], capture_output=True, text=True, env=cli_env,
+                         timeout=60)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("mixtral-8x22b "))
+    assert line.rstrip().endswith("≈ 1.9 tok/s (synthetic)")
+    out = subprocess.run([*MIXTUI, "models", "--json"], capture_output=True, text=True,
+                         env=cli_env, timeout=60)
+    rows = {r["key"]: r for r in json.loads(out.stdout)}
+    assert rows["mixtral-8x22b"]["measured"]["decode_tps"] == 1.93
+    assert rows["nano"]["measured"] is None
+
+
+@pytest.mark.usefixtures("empty_hf_cache", "fixed_budget")
+async def test_the_model_bar_shows_a_synthetic_speed_for_a_model_not_here(
+        tiny_moe_dir: Path) -> None:
+    from test_tui import ready
+
+    from mixtui.core.types import Sampling
+    from mixtui.tui.app import MixtuiApp
+    from mixtui.tui.widgets.model_bar import ModelBar
+
+    _record("mixtral-8x7b-instruct", 4.24, True)
+    app = MixtuiApp(str(tiny_moe_dir), Sampling(temperature=0.0, max_tokens=4))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await ready(pilot, app)
+        bar = app.main.query_one(ModelBar)
+        entry = next(e for e in bar.entries if e.key == "mixtral-8x7b-instruct")
+        assert entry.speed == "≈ 4.2 tok/s here, synthetic"
+        assert "Decode: ≈ 4.2 tok/s here, synthetic (mixtui bench)." in entry.fit_reason
+        assert "Mixtral-8x7B-it not here ≈ 4.2 tok/s" in str(bar.render())  # at 140 columns
+        nano = next(e for e in bar.entries if e.key == "nano")
+        assert nano.speed == ""  # bundled: on disk, its own speed is what runs
+
+
+def test_apple_silicon_shows_the_chips_published_bandwidth_beside_the_probe() -> None:
+    from mixtui.app.machine import APPLE_BANDWIDTH_GBPS, apple_chip
+
+    assert apple_chip("Apple M2 Max") == "M2 Max" and apple_chip("Apple M4") == "M4"
+    assert apple_chip("AMD EPYC 7B13 64-Core Processor") is None
+    assert APPLE_BANDWIDTH_GBPS["M2 Max"] == 400 and APPLE_BANDWIDTH_GBPS["M4 Max"] == 546
+    mac = b.dataclasses.replace(_machine(351.2), chip="M2 Max", published_gbps=400.0)
+    assert mac.summary.endswith("bandwidth 351.2 GB/s measured (400 GB/s published for the "
+                                "M2 Max)")
+    assert _machine(None).summary.endswith("MLX on the CPU")

@@ -90,10 +90,12 @@ def _entry_parts(entry: BarEntry, level: int) -> list[tuple[str, Style | None]]:
     if level == 0:
         speed = [(f" {entry.speed}", HINT)] if entry.speed else []
         return [number, (f" {medium} {entry.size} ", None), (tag.long, tag.style), *speed]
+    # narrower: the figure alone ("≈ 4.2 tok/s"), then nothing
+    brief = [(" " + entry.speed.split(" here")[0], HINT)] if entry.speed else []
     if level == 1:
-        return [number, (f" {medium} ", None), (tag.short, tag.style)]
+        return [number, (f" {medium} ", None), (tag.short, tag.style), *brief]
     if level == 2:
-        return [number, (f" {short} ", None), (tag.short, tag.style)]
+        return [number, (f" {short} ", None), (tag.short, tag.style), *brief]
     if level == 3:
         return [number, (f" {short} ", None), (tag.symbol, tag.style)]
     if level == 4:
