@@ -710,16 +710,22 @@ def _bad_k(spec: ModelSpec, k: int | None) -> MixtuiError | None:
                       facts={"most": most, "asked": k})
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path, option: str) -> str:
+    """A UTF-8 text file named by `option` (--perplexity, --prompt-file), or one sentence
+    that says what is wrong with it."""
     try:
-        text = path.expanduser().read_text(encoding="utf-8")
+        return path.expanduser().read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"No such file: {path}; give the text to score with --perplexity.",
-                         code="bad-option", facts={"option": "--perplexity"}) from None
+        raise UsageError(f"No such file: {path}; check the path given to {option}.",
+                         code="bad-option", facts={"option": option}) from None
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"Cannot read {path} ({why}); give a UTF-8 text file.",
-                         code="bad-option", facts={"option": "--perplexity"}) from None
+        raise UsageError(f"Cannot read {path} ({why}); give {option} a UTF-8 text file.",
+                         code="bad-option", facts={"option": option}) from None
+
+
+def _read_text(path: Path) -> str:
+    text = read_text_file(path, "--perplexity")
     if len(text.split()) < 2:
         raise UsageError(f"{path} has too little text to score; give a longer one.",
                          code="bad-option", facts={"option": "--perplexity"})

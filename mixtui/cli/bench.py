@@ -6,7 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mixtui.app.bench import BenchReport, BenchRequest, BenchRow, BenchRunner, Progress
+from mixtui.app.bench import (
+    BenchReport,
+    BenchRequest,
+    BenchRow,
+    BenchRunner,
+    Progress,
+    read_text_file,
+)
 from mixtui.app.report import Format, render
 from mixtui.core.errors import UsageError
 from mixtui.core.files import atomic_write_text
@@ -34,17 +41,7 @@ def parse_models(text: str) -> tuple[str, ...]:
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None) -> str | None:
-    if prompt_file is None:
-        return prompt
-    try:
-        return prompt_file.expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"No such file: {prompt_file}; check the path given to --prompt-file.",
-                         code="bad-option", facts={"option": "--prompt-file"}) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"Cannot read {prompt_file} ({why}); give a UTF-8 text file.",
-                         code="bad-option", facts={"option": "--prompt-file"}) from None
+    return prompt if prompt_file is None else read_text_file(prompt_file, "--prompt-file")
 
 
 class _Terminal:
