@@ -352,6 +352,10 @@ def failed_row(spec: ModelSpec | None, name: str, k: int | None, error: MixtuiEr
 
 
 # -- the answer in words ---------------------------------------------------------------------
+def experts_per_token(k: int) -> str:
+    return f"{k} expert{'s' if k != 1 else ''} per token"
+
+
 def _x(ratio: float) -> str:
     return f"{ratio:.2f}" if ratio < 10 else f"{ratio:.0f}"
 
@@ -359,7 +363,7 @@ def _x(ratio: float) -> str:
 def _label(row: BenchRow, with_k: bool) -> str:
     if with_k and row.experts_per_token is not None:
         n = row.experts_per_token
-        return f"{row.name} with {n} expert{'s' if n != 1 else ''} per token"
+        return f"{row.name} with {experts_per_token(n)}"
     return row.name
 
 
@@ -396,8 +400,8 @@ def findings(rows: Sequence[BenchRow]) -> tuple[str, ...]:
                 continue
             assert row.decode_tps is not None and ref.decode_tps is not None
             speed = row.decode_tps.median / ref.decode_tps.median
-            n = row.experts_per_token
-            text = (f"With {n} expert{'s' if n != 1 else ''} per token {row.name} decodes at "
+            assert row.experts_per_token is not None
+            text = (f"With {experts_per_token(row.experts_per_token)} {row.name} decodes at "
                     f"{_x(speed)} × its speed with {ref.experts_per_token} (active parameters "
                     f"predict {_x(ref.active_params / row.active_params)})")
             if row.perplexity is not None and ref.perplexity is not None:
@@ -471,9 +475,12 @@ class BenchRunner:
         machine = None
         try:
             jobs = [self._resolve(name) for name in request.models]
-            self._progress(Progress("bandwidth probe", 0, 0, "probe"))
+            def measuring() -> EngineProcess:
+                self._progress(Progress("bandwidth probe", 0, 0, "probe"))
+                return self._start_engine()
+
             machine = describe_machine(probe_bandwidth(remeasure=request.probe,
-                                                       engine=self._start_engine))
+                                                       engine=measuring))
             self._bandwidth = machine.bandwidth_gbps
             self._end_engine()
             for index, job in enumerate(jobs, 1):
@@ -572,7 +579,7 @@ class BenchRunner:
             for k, runs in zip(good, result, strict=True):
                 measured[k][depth] = runs
                 if depth == depths.run:
-                    label = ", ".join(x for x in (detail, f"{k} experts per token" if k
+                    label = ", ".join(x for x in (detail, experts_per_token(k) if k
                                                   else "") if x)
                     perplexities[k] = self._perplexity(spec, k, index, of, label)
             self._end_engine()
@@ -660,7 +667,7 @@ class BenchRunner:
                 self._progress(Progress(spec.key, index, of, stage, detail,
                                         done=event.done, total=event.total))
             elif isinstance(event, BenchProgress):
-                k = f"{event.experts_per_token} experts per token" \
+                k = experts_per_token(event.experts_per_token) \
                     if event.experts_per_token and spec.geometry.is_moe else ""
                 self._progress(Progress(spec.key, index, of, event.stage,
                                         ", ".join(x for x in (detail, k) if x), event.run,

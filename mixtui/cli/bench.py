@@ -12,6 +12,7 @@ from mixtui.app.bench import (
     BenchRow,
     BenchRunner,
     Progress,
+    experts_per_token,
     read_text_file,
 )
 from mixtui.app.report import Format, render
@@ -49,7 +50,7 @@ class _Terminal:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self._last = ""
+        self._last: tuple[object, ...] = ()
 
     def progress(self, p: Progress) -> None:
         line = p.line()
@@ -57,17 +58,19 @@ class _Terminal:
             sys.stderr.write("\r\033[K" + line[:200])
             sys.stderr.flush()
             return
-        stage = line.split(", ")[0] if p.stage in ("warm-up", "run", "perplexity") else line
+        # a line per stage (a run, a load), not one per token or layer
         if p.stage in ("loading", "building") and p.total and p.done not in (0, p.total):
-            return  # a line when it starts and ends, not for every layer
+            return
+        stage = (p.model, p.index, p.detail, p.stage, p.run)
         if stage != self._last:
-            print(stage, file=sys.stderr)
+            print(line if p.stage in ("loading", "building", "probe")
+                  else line.rsplit(", ", 1)[0] if p.total else line, file=sys.stderr)
             self._last = stage
 
     def row(self, row: BenchRow) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K")
-        k = f", {row.experts_per_token} experts per token" if row.experts_per_token else ""
+        k = f", {experts_per_token(row.experts_per_token)}" if row.experts_per_token else ""
         if row.ok and row.decode_tps is not None:
             mark = "≈ " if row.extrapolated else ""
             print(f"{row.model}{k}: {mark}{row.decode_tps.median:.1f} tokens/s decode",
