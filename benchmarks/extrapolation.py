@@ -2,9 +2,9 @@
 
     python benchmarks/extrapolation.py [--rounds 3] [--models nano,mixtral-mid] [--json]
 
-For each model, each round runs the synthetic model three ways, one after the other: its
-first layer (extrapolated from 1 and 2 layers), its first two (from 2 and 4) and all its
-layers; the rounds rotate that order. Reported per model and way: the medians over rounds of
+For each model, each round runs the synthetic model several ways, one after the other:
+`--layers 2` (its first layer and its first two, extrapolated), `--layers 4` (2 and 4) where
+the model is deeper, and all its layers; the rounds rotate that order. Reported per model and way: the medians over rounds of
 decode tokens/s, time to the first token and peak memory, and each extrapolation's error
 against the full run of the same round (extrapolated / full - 1).
 
@@ -60,13 +60,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     models = registry()
-    ways: tuple[int | None, ...] = (1, 2, None)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for model in args.models.split(","):
         total = models[model].geometry.layers
+        ways: tuple[int | None, ...] = (*(w for w in (2, 4) if w < total), None)
         seen: dict[int | None, list[BenchRow]] = {w: [] for w in ways}
         for r in range(args.rounds):
-            order = ways[r % 3:] + ways[:r % 3]
+            order = ways[r % len(ways):] + ways[:r % len(ways)]
             for way in order:
                 print(f"{model}: round {r + 1}/{args.rounds}, "
                       f"{'all' if way is None else way} of {total} layers", file=sys.stderr)

@@ -69,7 +69,8 @@ def to_csv(report: BenchReport) -> str:
 
 # -- for people ----------------------------------------------------------------------------------
 def _num(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+    """Three significant figures (whole numbers from 100 on): 1,027, 23.4, 4.21, 0.0198."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _params(n: int) -> str:
@@ -85,7 +86,9 @@ def _spread(s: Spread | None, fmt: Callable[[float], str] = _num) -> str:
 
 
 def _seconds(x: float) -> str:
-    return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+    if x < 60:
+        return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+    return f"{x / 60:.1f} min" if x < 3600 else f"{x / 3600:.1f} h"
 
 
 def note(row: BenchRow) -> str:
@@ -116,7 +119,7 @@ def cells(row: BenchRow) -> tuple[str, ...]:
                 else "—", params, "—", "—", "—", "—", "—", f"failed: {row.error}")
     mark = "≈ " if row.extrapolated else ""
     return (
-        row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"),
+        row.model, k, mark + _spread(row.ttft_s),
         mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
         mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
         gb(row.bytes_per_token),

@@ -73,7 +73,7 @@ class _Terminal:
         k = f", {experts_per_token(row.experts_per_token)}" if row.experts_per_token else ""
         if row.ok and row.decode_tps is not None:
             mark = "≈ " if row.extrapolated else ""
-            print(f"{row.model}{k}: {mark}{row.decode_tps.median:.1f} tokens/s decode",
+            print(f"{row.model}{k}: {mark}{row.decode_tps.median:.3g} tokens/s decode",
                   file=sys.stderr)
         else:
             print(f"{row.model}{k}: failed: {row.error}", file=sys.stderr)
