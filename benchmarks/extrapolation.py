@@ -4,9 +4,10 @@
 
 For each model, each round runs the synthetic model several ways, one after the other:
 `--layers 2` (its first layer and its first two, extrapolated), `--layers 4` (2 and 4) where
-the model is deeper, and all its layers; the rounds rotate that order. Reported per model and way: the medians over rounds of
-decode tokens/s, time to the first token and peak memory, and each extrapolation's error
-against the full run of the same round (extrapolated / full - 1).
+the model is deeper, and all its layers; the rounds rotate that order. Reported per model
+and way: the medians over rounds of decode tokens/s, time to the first token and peak
+memory, and each extrapolation's error against the full run of the same round
+(extrapolated / full - 1).
 
 Models: nano (the bundled geometry, 4 layers) and "mixtral-mid", a mid-size Mixtral made up
 here (16 layers, hidden 1024, 8 experts of 3584, 4-bit), both with random weights in their
