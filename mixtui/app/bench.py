@@ -515,7 +515,8 @@ class BenchRunner:
                     code="unknown-family"))
             depths = Depths.of(spec.geometry.layers, request.layers)
             built = _spec_at(spec, depths.run)
-            fit = plan(built, context=request.context, registry=self._registry)
+            fit = plan(built, context=request.context, registry=self._registry,
+                       from_disk=False)
             if fit.verdict == "does-not-fit" and not request.force:
                 hint = ("" if request.layers else
                         "; time it without the full model with --layers 2 (the first layers, "
