@@ -21,7 +21,8 @@ import json
 import statistics
 import sys
 
-from mixtui.app.bench import BenchRequest, BenchRow, BenchRunner
+from mixtui.app.bench.figures import BenchRequest, BenchRow
+from mixtui.app.bench.runner import BenchRunner
 from mixtui.families import mixtral
 from mixtui.families.inventory import Quantization
 from mixtui.registry.loader import load_registry

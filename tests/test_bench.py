@@ -5,6 +5,7 @@ fields, a failed model, perplexity against experts per token, a cancelled run.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mixtui.app import bench as b
-from mixtui.app.machine import Machine, machine_key, measured_speed, speed_note
-from mixtui.app.report import FIELDS, render
+from mixtui.app.bench import figures as b
+from mixtui.app.bench.machine import Machine, machine_key, measured_speed, speed_note
+from mixtui.app.bench.report import FIELDS, render
 from mixtui.core.errors import UsageError
 from mixtui.engine.messages import RunFigures
 from mixtui.registry.loader import load_registry
@@ -98,7 +99,7 @@ def test_an_extrapolated_row_scales_time_and_memory_to_the_full_depth() -> None:
     assert row.extrapolated and row.layers_run == 4 and row.layers_total == 32
     assert row.decode_tps.median == pytest.approx(1 / (fixed + 32 * per_layer))
     assert row.ttft_s.median == pytest.approx(0.1 + 32 * 0.2)
-    cut = b._spec_at(spec, 4)  # the memory of the deeper run, with the other 28 layers added
+    cut = b.spec_at(spec, 4)  # the memory of the deeper run, with the other 28 layers added
     assert row.peak_memory_bytes == (3 * 10**9 + spec.weight_bytes() - cut.weight_bytes()
                                      + spec.cache_bytes(164) - cut.cache_bytes(164))
     assert row.roofline_fraction is None  # no bandwidth figure: no fraction
@@ -109,7 +110,7 @@ def _row(key: str, k: int | None, tps: float, peak: int, ppl: float | None = Non
     spec = load_registry()[key]
     row = b.row_figures(spec, k, b.Depths(spec.geometry.layers, spec.geometry.layers), True,
                         {spec.geometry.layers: _runs([1.0], [tps], peak=peak)}, 100, 64, 100.0)
-    return b.dataclasses.replace(row, perplexity=ppl)
+    return dataclasses.replace(row, perplexity=ppl)
 
 
 def test_the_sentence_compares_each_model_with_the_dense_one() -> None:
@@ -311,7 +312,7 @@ def test_a_synthetic_model_runs_part_of_its_depth_and_says_so(cli_env: dict[str,
 
 
 def _record(model: str, tps: float, synthetic: bool) -> None:
-    from mixtui.app.machine import record_speeds
+    from mixtui.app.bench.machine import record_speeds
 
     record_speeds([{"model": model, "decode_tps": tps, "synthetic": synthetic,
                     "extrapolated": synthetic, "layers_run": 2, "layers_total": 32,
@@ -366,12 +367,12 @@ async def test_the_model_bar_shows_a_synthetic_speed_for_a_model_not_here(
 
 
 def test_apple_silicon_shows_the_chips_published_bandwidth_beside_the_probe() -> None:
-    from mixtui.app.machine import APPLE_BANDWIDTH_GBPS, apple_chip
+    from mixtui.app.bench.machine import APPLE_BANDWIDTH_GBPS, apple_chip
 
     assert apple_chip("Apple M2 Max") == "M2 Max" and apple_chip("Apple M4") == "M4"
     assert apple_chip("AMD EPYC 7B13 64-Core Processor") is None
     assert APPLE_BANDWIDTH_GBPS["M2 Max"] == 400 and APPLE_BANDWIDTH_GBPS["M4 Max"] == 546
-    mac = b.dataclasses.replace(_machine(351.2), chip="M2 Max", published_gbps=400.0)
+    mac = dataclasses.replace(_machine(351.2), chip="M2 Max", published_gbps=400.0)
     assert mac.summary.endswith("bandwidth 351.2 GB/s measured (400 GB/s published for the "
                                 "M2 Max)")
     assert _machine(None).summary.endswith("MLX on the CPU")

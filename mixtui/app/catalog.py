@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mixtui.app.machine import measured_speed
+from mixtui.app.bench.machine import measured_speed
 from mixtui.families import family_for
 from mixtui.planner import Budget, plan
 from mixtui.registry.local import local_state

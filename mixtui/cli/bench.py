@@ -6,16 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mixtui.app.bench import (
+from mixtui.app.bench.figures import (
     BenchReport,
     BenchRequest,
     BenchRow,
-    BenchRunner,
     Progress,
     experts_per_token,
-    read_text_file,
 )
-from mixtui.app.report import Format, render
+from mixtui.app.bench.report import Format, render
+from mixtui.app.bench.runner import BenchRunner, read_text_file
 from mixtui.core.errors import UsageError
 from mixtui.core.files import atomic_write_text
 

@@ -21,11 +21,11 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from mixtui.app.bench.machine import speed_note
 from mixtui.app.catalog import describe
 from mixtui.app.chat import ENGINELESS, Change, ChatController, State
 from mixtui.app.conversation import Conversation
 from mixtui.app.loader import OfferDownload, Refused, Start, Unavailable, decide, is_here
-from mixtui.app.machine import speed_note
 from mixtui.app.settings import prune_favourites
 from mixtui.core.errors import MixtuiError, RegistryError
 from mixtui.engine.messages import Tokens

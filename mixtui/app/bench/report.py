@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from mixtui.app.bench import BenchReport, BenchRow, Spread
+from mixtui.app.bench.figures import BenchReport, BenchRow, Spread
 from mixtui.core.units import gb
 
 Format = Literal["table", "md", "csv", "json"]
