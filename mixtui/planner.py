@@ -212,7 +212,10 @@ def _margin(weights: int) -> int:
     return max(weights // 10, 256 * 2**20)
 
 
-def _weights(spec: ModelSpec, model_dir: Path | None) -> tuple[int, WeightsSource]:
+def _weights(spec: ModelSpec, model_dir: Path | None, from_disk: bool = True
+             ) -> tuple[int, WeightsSource]:
+    if not from_disk:
+        return spec.weight_bytes(), "geometry"
     if model_dir is None:
         model_dir = local_dir(spec)
     if model_dir is not None:
@@ -237,13 +240,14 @@ def _longest_context(weights: int, per_token: int, limit: float, fixed: int = 0
 
 def plan(spec: ModelSpec, context: int = DEFAULT_CONTEXT, budget: Budget | None = None, *,
          model_dir: Path | None = None,
-         registry: dict[str, ModelSpec] | None = None) -> Fit:
+         registry: dict[str, ModelSpec] | None = None, from_disk: bool = True) -> Fit:
     """Weights + KV cache at `context` tokens + 10 % (at least 256 MiB) for activations.
 
     `model_dir`: where the model is (default: the registry's local directory, if any);
-    `registry`: the models to suggest instead (default: the registry, read when needed)."""
+    `registry`: the models to suggest instead (default: the registry, read when needed);
+    `from_disk` False: the geometry's bytes whatever is on disk (a synthetic model's)."""
     budget = budget or memory_budget()
-    weights, source = _weights(spec, model_dir)
+    weights, source = _weights(spec, model_dir, from_disk)
     per_token = spec.kv_bytes_per_token()
     kv = spec.cache_bytes(context)
     margin = _margin(weights)

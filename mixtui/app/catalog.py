@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mixtui.app.bench.machine import measured_speed
 from mixtui.families import family_for
 from mixtui.planner import Budget, plan
 from mixtui.registry.local import local_state
@@ -39,4 +40,6 @@ def describe(spec: ModelSpec, budget: Budget,
                   "note": spec.card.note}),
         "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
         "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
+        # the last decode speed `mixtui bench` measured for it on this machine (or None)
+        "measured": measured_speed(spec.key),
     }

@@ -6,8 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mixtui.app.bench import BenchReport, BenchRequest, BenchRow, BenchRunner, Progress
-from mixtui.app.report import Format, render
+from mixtui.app.bench.figures import (
+    BenchReport,
+    BenchRequest,
+    BenchRow,
+    Progress,
+    experts_per_token,
+)
+from mixtui.app.bench.report import Format, render
+from mixtui.app.bench.runner import BenchRunner, read_text_file
 from mixtui.core.errors import UsageError
 from mixtui.core.files import atomic_write_text
 
@@ -34,17 +41,7 @@ def parse_models(text: str) -> tuple[str, ...]:
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None) -> str | None:
-    if prompt_file is None:
-        return prompt
-    try:
-        return prompt_file.expanduser().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"No such file: {prompt_file}; check the path given to --prompt-file.",
-                         code="bad-option", facts={"option": "--prompt-file"}) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"Cannot read {prompt_file} ({why}); give a UTF-8 text file.",
-                         code="bad-option", facts={"option": "--prompt-file"}) from None
+    return prompt if prompt_file is None else read_text_file(prompt_file, "--prompt-file")
 
 
 class _Terminal:
@@ -52,7 +49,7 @@ class _Terminal:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self._last = ""
+        self._last: tuple[object, ...] = ()
 
     def progress(self, p: Progress) -> None:
         line = p.line()
@@ -60,20 +57,22 @@ class _Terminal:
             sys.stderr.write("\r\033[K" + line[:200])
             sys.stderr.flush()
             return
-        stage = line.split(", ")[0] if p.stage in ("warm-up", "run", "perplexity") else line
+        # a line per stage (a run, a load), not one per token or layer
         if p.stage in ("loading", "building") and p.total and p.done not in (0, p.total):
-            return  # a line when it starts and ends, not for every layer
+            return
+        stage = (p.model, p.index, p.detail, p.stage, p.run)
         if stage != self._last:
-            print(stage, file=sys.stderr)
+            print(line if p.stage in ("loading", "building", "probe")
+                  else line.rsplit(", ", 1)[0] if p.total else line, file=sys.stderr)
             self._last = stage
 
     def row(self, row: BenchRow) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K")
-        k = f", {row.experts_per_token} experts per token" if row.experts_per_token else ""
+        k = f", {experts_per_token(row.experts_per_token)}" if row.experts_per_token else ""
         if row.ok and row.decode_tps is not None:
             mark = "≈ " if row.extrapolated else ""
-            print(f"{row.model}{k}: {mark}{row.decode_tps.median:.1f} tokens/s decode",
+            print(f"{row.model}{k}: {mark}{row.decode_tps.median:.3g} tokens/s decode",
                   file=sys.stderr)
         else:
             print(f"{row.model}{k}: failed: {row.error}", file=sys.stderr)

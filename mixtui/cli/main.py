@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from mixtui.app import bench as b  # the defaults; nothing heavy
+    from mixtui.app import bench as b  # deferred to here: its defaults only, nothing heavy
 
     bench = sub.add_parser(
         "bench", parents=[common],
@@ -94,7 +94,7 @@ def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                        help="build each model from its registry geometry with random weights "
                             "in the real checkpoint's layout: nothing is downloaded")
     bench.add_argument("--layers", type=int, metavar="N",
-                       help="with --synthetic: run the first N layers (and 2N) and scale time "
+                       help="with --synthetic: run the first N layers (and N/2) and scale time "
                             "and memory to the full depth")
     prompt = bench.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt (default: a built-in one)")
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return download.run_verify(args.model, args.revision, args.repair, args.offline)
         if args.command == "bench":
-            from mixtui.app.bench import BenchRequest  # deferred: a command loads what it needs
-            from mixtui.cli import bench
+            from mixtui.app.bench.figures import BenchRequest  # deferred: as the others
+            from mixtui.cli import bench  # deferred: a command loads only what it needs
 
             request = BenchRequest(
                 models=bench.parse_models(args.models), synthetic=args.synthetic,

@@ -29,6 +29,15 @@ def _need(row: dict[str, Any]) -> str:
     return f"{_size(row['need_bytes'])} ({share:.0f}%)"
 
 
+def _speed(measured: dict[str, Any] | None) -> str:
+    """What `mixtui bench` measured here, e.g. "≈ 23 tok/s (synthetic)"; "" if never run."""
+    if not measured:
+        return ""
+    tps = float(measured["decode_tps"])
+    how = " (synthetic)" if measured.get("synthetic") else ""
+    return f"≈ {tps:.0f} tok/s{how}" if tps >= 10 else f"≈ {tps:.1f} tok/s{how}"
+
+
 def _kib(n: int) -> str:
     return f"{n / 1024:g} KiB"
 
@@ -41,11 +50,12 @@ def run(as_json: bool) -> int:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    header = ("key", "params", "active", "weights", "KV/token", "need", "state", "fit")
+    header = ("key", "params", "active", "weights", "KV/token", "need", "state", "fit",
+              "decode here")
     table = [header] + [
         (r["key"], _billions(r["total_params"]), _billions(r["active_params"]),
          _size(r["weight_bytes"]), _kib(r["kv_bytes_per_token"]), _need(r), r["state"],
-         r["fit"])
+         r["fit"], _speed(r["measured"]))
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -61,6 +71,9 @@ def run(as_json: bool) -> int:
             print(f"  {r['key']}: {_billions(card['total_params'])}, "
                   f"{_billions(card['active_params'])} active"
                   + (f" ({card['note']})" if card["note"] else ""))
+    if any(r["measured"] for r in rows):
+        print("\ndecode here = the last decode speed `mixtui bench` measured on this machine "
+              "(synthetic: random weights in the real layout, nothing downloaded).")
     print(f"\nmemory budget: {_size(budget.bytes)} ({budget.source}); need = weights + KV "
           f"cache at {DEFAULT_CONTEXT} tokens + 10 % working margin, with its share of the "
           "budget; over 85 % is tight.")

@@ -22,16 +22,6 @@ from mixtui.engine.messages import RunFigures
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens in all)
 
-DEFAULT_PROMPT = (
-    "It is a truth universally acknowledged, that a single man in possession of a good "
-    "fortune, must be in want of a wife. However little known the feelings or views of such "
-    "a man may be on his first entering a neighbourhood, this truth is so well fixed in the "
-    "minds of the surrounding families, that he is considered as the rightful property of "
-    "some one or other of their daughters. Explain, in a few short paragraphs, how a mixture "
-    "of experts decides which of its experts reads each word, and what that costs in memory."
-)
-
-
 def fit_tokens(ids: Sequence[int], n: int | None) -> list[int]:
     """`ids` cut to `n` tokens, or repeated until it has `n` (None: as it is)."""
     ids = list(ids)

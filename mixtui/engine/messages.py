@@ -62,15 +62,17 @@ class LoadSynthetic:
 
 @dataclass(frozen=True)
 class Bench:
-    """Time the loaded model: a warm-up, then `runs` runs of the same prompt, each from an
-    empty KV cache, greedy, `gen_tokens` tokens whatever they are (no stop at EOS)."""
+    """Time the loaded model at each experts-per-token value: a warm-up each, then `runs`
+    rounds, each a run at every value in turn (interleaved, so that a machine's drift falls
+    on all alike), every run from an empty KV cache, greedy, `gen_tokens` tokens whatever
+    they are (no stop at EOS). Answered by one BenchMeasured per value, in order."""
 
     request_id: int
     prompt: str | None  # None: random token ids (a synthetic model has no real tokenizer)
     prompt_tokens: int | None  # cut or repeat the prompt's tokens to this many; None: as is
     gen_tokens: int
     runs: int
-    experts_per_token: int | None = None  # None: the model's own
+    experts_per_token: tuple[int | None, ...] = (None,)  # None: the model's own
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class BenchProgress:
     runs: int
     tokens: int
     total: int
+    experts_per_token: int = 0  # the value being run (0: the model's own, or dense)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from mlx.utils import tree_reduce
 
 from mixtui.core.errors import MixtuiError, Remedy, UsageError
 from mixtui.core.types import DEFAULT_CONTEXT, ModelInfo, Sampling, Stats
-from mixtui.engine import bench, blas
+from mixtui.engine import bench, blas, precision
 from mixtui.engine.capture import RoutingCapture
 from mixtui.engine.messages import (
     Bench,
@@ -34,6 +34,7 @@ from mixtui.engine.messages import (
     Loading,
     Perplexity,
     PerplexityMeasured,
+    RunFigures,
     Tokens,
 )
 from mixtui.engine.prompt import build_prompt
@@ -220,6 +221,7 @@ class Session:
         self._cache: list[Any] | None = None
         self._cached_tokens: list[int] = []
         self._capture_on = True
+        self.float32_activations = precision.float32_activations(model)
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -326,7 +328,9 @@ class Session:
                                 if family else g.kv_bytes_per_token()),
             max_kv_size=self.max_kv_size,
             chat_template=getattr(self.tokenizer, "chat_template", None) is not None,
-            vocab_size=g.vocab, device=_device_label(),
+            vocab_size=g.vocab,
+            device=_device_label() + (", float32 activations" if self.float32_activations
+                                      else ""),
             family=family.name if family else "", scoring=family.scoring if family else "",
             shared_experts=g.shared_experts if self._blocks else 0,
             top_k_note=family.experts_per_token_note(self.config) if family else "",
@@ -336,14 +340,14 @@ class Session:
 
     # -- measurements -------------------------------------------------------------------------
     def _reporter(self, send: Callable[[BenchProgress], None], request_id: int, stage: str,
-                  run: int, runs: int) -> bench.Progress:
+                  run: int, runs: int, k: int = 0) -> bench.Progress:
         last = [0.0]
 
         def report(done: int, total: int) -> None:
             now = time.perf_counter()
             if now - last[0] >= 0.1 or done == total:  # a few updates a second at most
                 last[0] = now
-                send(BenchProgress(request_id, stage, run, runs, done, total))
+                send(BenchProgress(request_id, stage, run, runs, done, total, k))
 
         return report
 
@@ -355,32 +359,52 @@ class Session:
             raise UsageError("The prompt has no tokens; give some text.")
         return bench.fit_tokens(ids, n)
 
-    def bench(self, request: Bench, send: Callable[[BenchProgress], None],
-              should_stop: Callable[[], bool] = lambda: False) -> BenchMeasured:
-        """A warm-up run (the same prompt, two tokens), then `request.runs` timed runs."""
-        if request.experts_per_token is not None:
-            self.set_experts_per_token(request.experts_per_token)
+    def bench(self, request: Bench, send: Callable[[BenchProgress | BenchMeasured], None],
+              should_stop: Callable[[], bool] = lambda: False) -> None:
+        """For each value: a warm-up run (the same prompt, two tokens); then `request.runs`
+        rounds of one run at every value. Sends one BenchMeasured per value."""
+        ks = list(request.experts_per_token) or [None]
         prompt = self._prompt_ids(request.prompt, request.prompt_tokens)
         if self.adapter is not None and self.capture is not None:
             adapters.detach(self.adapter, self.model)  # time the blocks as mlx-lm wrote them
-        runs = []
+        # A GPU compiles each kernel on its first use: its warm-up runs the whole prompt. MLX's
+        # CPU kernels are built ahead, and a long prompt there takes minutes: a short one.
+        warm_prompt = prompt if mx.default_device().type == mx.gpu else prompt[:8]
+        runs: dict[int, list[RunFigures]] = {}
+        stopped = False
+        rid = request.request_id
         try:
-            warm = bench.timed_run(self.model, prompt, min(2, request.gen_tokens), should_stop,
-                                   self._reporter(send, request.request_id, "warm-up", 0,
-                                                  request.runs))
-            for r in range(request.runs if warm is not None else 0):
-                figures = bench.timed_run(
-                    self.model, prompt, request.gen_tokens, should_stop,
-                    self._reporter(send, request.request_id, "run", r + 1, request.runs))
-                if figures is None:
+            for r in range(request.runs + 1):  # round 0: the warm-ups
+                for k in ks:
+                    self._use_k(k)
+                    stage = "warm-up" if r == 0 else "run"
+                    figures = bench.timed_run(
+                        self.model, warm_prompt if r == 0 else prompt,
+                        min(2, request.gen_tokens) if r == 0 else request.gen_tokens, should_stop,
+                        self._reporter(send, rid, stage, r, request.runs, self.top_k))
+                    if figures is None:
+                        stopped = True
+                        break
+                    runs.setdefault(self.top_k, [])
+                    if r > 0:
+                        runs[self.top_k].append(figures)
+                if stopped:
                     break
-                runs.append(figures)
         finally:
             if self.adapter is not None and self.capture is not None:
                 adapters.attach(self.adapter, self.model, self.capture)
             self.reset_conversation()
-        return BenchMeasured(request.request_id, tuple(runs), self.top_k,
-                             cancelled=len(runs) < request.runs)
+        for k in ks:
+            self._use_k(k)
+            send(BenchMeasured(rid, tuple(runs.get(self.top_k, ())), self.top_k,
+                               cancelled=stopped))
+
+    def _use_k(self, k: int | None) -> None:
+        """Route to k experts (None: the model's own; a dense model has none to set)."""
+        if self.adapter is not None and self._blocks:
+            wanted = self.default_top_k if k is None else k
+            if wanted != self.top_k:
+                self.set_experts_per_token(wanted)
 
     def perplexity(self, request: Perplexity, send: Callable[[BenchProgress], None],
                    should_stop: Callable[[], bool] = lambda: False) -> PerplexityMeasured:
@@ -388,15 +412,14 @@ class Session:
         if self.tokenizer is None:
             raise UsageError(f"{self.name} has random weights: its perplexity means nothing.",
                              code="perplexity-synthetic")
-        if request.experts_per_token is not None:
-            self.set_experts_per_token(request.experts_per_token)
+        self._use_k(request.experts_per_token)
         ids = list(self.tokenizer.encode(request.text, add_special_tokens=False))
         ids = ids[:request.max_tokens]
         if len(ids) < 2:
             raise UsageError("The perplexity text has fewer than two tokens; give a longer "
                              "text.", code="perplexity-text")
         context = int(self.config.get("max_position_embeddings") or 2048)
-        chunk = max(2, min(context, 2048, self.max_kv_size or 2048))
+        chunk = max(2, min(context, 2048))  # no KV cache: the windows are scored whole
         bos = getattr(self.tokenizer, "bos_token_id", None)
         result = bench.perplexity(self.model, ids, chunk, bos, should_stop,
                                   self._reporter(send, request.request_id, "perplexity", 1, 1))

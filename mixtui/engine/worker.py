@@ -93,7 +93,7 @@ def serve(conn: Connection, cancel: MpEvent, log_path: Path | None = None) -> No
                 for event in session.generate(command, should_stop=cancel.is_set):
                     conn.send(event)
             elif isinstance(command, Bench):
-                conn.send(session.bench(command, conn.send, should_stop=cancel.is_set))
+                session.bench(command, conn.send, should_stop=cancel.is_set)
             elif isinstance(command, Perplexity):
                 conn.send(session.perplexity(command, conn.send, should_stop=cancel.is_set))
             elif isinstance(command, SetExpertsPerToken):

@@ -36,7 +36,8 @@ def sigmoid_router(path: str, experts: int, hidden: int) -> list[Tensor]:
     """MoEGate of DeepSeek-V3 and GLM-4.5: a bare weight (not a Linear: never quantized)
     and the selection bias."""
     return [Tensor(f"{path}.weight", (experts, hidden), "router"),
-            Tensor(f"{path}.e_score_correction_bias", (experts,), "router")]
+            # mlx-lm's cast_predicate keeps it in float32 (mlx_lm.convert never casts it)
+            Tensor(f"{path}.e_score_correction_bias", (experts,), "router", dtype_bytes=4)]
 
 
 def sigmoid_group_limit(config: dict[str, Any], defaults: dict[str, Any], experts: int

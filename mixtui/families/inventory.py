@@ -59,6 +59,10 @@ class Tensor:
     shape: tuple[int, ...]
     role: Role
     quantizable: bool = False  # the weight of a module mlx-lm's quantizer packs
+    # bytes per value where the conversion keeps it at its own width whatever the model's
+    # dtype (mlx-lm's `cast_predicate`: DeepSeek-V3's selection bias stays float32); None:
+    # the model's
+    dtype_bytes: int | None = None
 
     @property
     def size(self) -> int:
@@ -174,7 +178,7 @@ class Inventory:
         total = 0
         for t in self.tensors:
             q = _quantization_of(t, quantization, overrides or {})
-            total += t.size * dtype_bytes if q is None else q.bytes_for(t.size)
+            total += t.size * (t.dtype_bytes or dtype_bytes) if q is None else q.bytes_for(t.size)
         return total
 
     def active_weight_bytes(self, quantization: Quantization | None, dtype_bytes: int = 2,
@@ -215,5 +219,7 @@ def _quantization_of(t: Tensor, base: Quantization | None,
         if t.module.endswith(suffix):
             q = special
             break
-    # mlx-lm's quantizer leaves a matrix whose rows do not divide into groups as it is
-    return q if t.shape[-1] % q.group_size == 0 else None
+    # mlx-lm's quantizer leaves a matrix whose rows do not divide into groups as it is; it
+    # tests the conversion's own group size, whatever a module's override (quantize_model)
+    rows = t.shape[-1]
+    return q if rows % base.group_size == 0 and rows % q.group_size == 0 else None

@@ -21,6 +21,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from mixtui.app.bench.machine import speed_note
 from mixtui.app.catalog import describe
 from mixtui.app.chat import ENGINELESS, Change, ChatController, State
 from mixtui.app.conversation import Conversation
@@ -196,10 +197,15 @@ class MainScreen(Screen[None]):
                 state = "does not fit"
             elif fit.verdict == "tight" and state not in ("not downloaded", "partial"):
                 state = "tight"
+            on_disk = local_state(spec) in ("bundled", "complete")
+            # a model not here: what a synthetic run of it measured on this machine, if any
+            speed = "" if on_disk else speed_note(spec.key, synthetic_only=True)
+            reason = say(fit, force=self.app.force)
             entries.append(BarEntry(n, spec.key, spec.name, state,
                                     f"{fit.weight_bytes / 1e9:.1f} GB",
-                                    say(fit, force=self.app.force),
-                                    pinned=spec.key in settings.favourites))
+                                    reason + (f" Decode: {speed} (mixtui bench)." if speed
+                                              else ""),
+                                    pinned=spec.key in settings.favourites, speed=speed))
         self.query_one(ModelBar).set_entries(entries)
 
     def keyed(self, registry: dict[str, ModelSpec]) -> list[ModelSpec]:

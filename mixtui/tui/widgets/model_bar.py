@@ -32,6 +32,7 @@ class BarEntry:
     size: str  # e.g. "26.3 GB"
     fit_reason: str = ""  # the memory plan in one sentence: the entry's tooltip
     pinned: bool = False  # on its key because the user pinned it (the picker's *)
+    speed: str = ""  # a synthetic run's decode speed here, e.g. "≈ 23 tok/s here, synthetic"
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,14 @@ def _entry_parts(entry: BarEntry, level: int) -> list[tuple[str, Style | None]]:
     tag = _tag(entry.state)
     number = (f"{entry.number}{PIN if entry.pinned else ''}", NUMBER)
     if level == 0:
-        return [number, (f" {medium} {entry.size} ", None), (tag.long, tag.style)]
+        speed = [(f" {entry.speed}", HINT)] if entry.speed else []
+        return [number, (f" {medium} {entry.size} ", None), (tag.long, tag.style), *speed]
+    # narrower: the figure alone ("≈ 4.2 tok/s"), then nothing
+    brief = [(" " + entry.speed.split(" here")[0], HINT)] if entry.speed else []
     if level == 1:
-        return [number, (f" {medium} ", None), (tag.short, tag.style)]
+        return [number, (f" {medium} ", None), (tag.short, tag.style), *brief]
     if level == 2:
-        return [number, (f" {short} ", None), (tag.short, tag.style)]
+        return [number, (f" {short} ", None), (tag.short, tag.style), *brief]
     if level == 3:
         return [number, (f" {short} ", None), (tag.symbol, tag.style)]
     if level == 4:

@@ -177,27 +177,38 @@ def probe_bandwidth(remeasure: bool = False,
 
 
 def record_speeds(rows: list[dict[str, Any]]) -> None:
-    """Keep each row's decode speed for this machine (the last measurement of a model at its
-    own experts per token wins)."""
+    """Keep each row's decode speed for this machine, a synthetic run's apart from a real
+    one's (the last measurement of each kind wins)."""
     path = bench_dir() / "speeds.json"
     data = _read(path)
     mine = data.setdefault(machine_key(), {})
     for row in rows:
-        mine[row["model"]] = row
+        kinds = mine.get(row["model"])
+        kinds = kinds if isinstance(kinds, dict) else {}
+        kinds["synthetic" if row.get("synthetic") else "real"] = row
+        mine[row["model"]] = kinds
     _write(path, data)
 
 
-def measured_speed(model: str) -> dict[str, Any] | None:
-    """The last decode speed measured here for `model`: {"decode_tps", "synthetic",
-    "extrapolated", "layers_run", "measured_at"}, or None."""
+def measured_speed(model: str, synthetic: bool | None = None) -> dict[str, Any] | None:
+    """The last decode speed measured here for `model` ({"decode_tps", "synthetic",
+    "extrapolated", "layers_run", "layers_total", "measured_at"}): of a synthetic run, of a
+    real one, or (None) the newer of the two; None if there is none."""
     mine = _read(bench_dir() / "speeds.json").get(machine_key())
-    found = mine.get(model) if isinstance(mine, dict) else None
-    return found if isinstance(found, dict) and found.get("decode_tps") else None
+    kinds = mine.get(model) if isinstance(mine, dict) else None
+    if not isinstance(kinds, dict):
+        return None
+    wanted = ("synthetic",) if synthetic else ("real",) if synthetic is False \
+        else ("synthetic", "real")
+    found = [kinds[k] for k in wanted if isinstance(kinds.get(k), dict)
+             and kinds[k].get("decode_tps")]
+    return max(found, key=lambda r: str(r.get("measured_at", ""))) if found else None
 
 
-def speed_note(model: str) -> str:
-    """"≈ 23 tok/s here, synthetic" for a model measured on this machine; "" otherwise."""
-    found = measured_speed(model)
+def speed_note(model: str, synthetic_only: bool = False) -> str:
+    """"≈ 23 tok/s here, synthetic" for a model measured on this machine; "" otherwise
+    (with `synthetic_only`: only what a synthetic run measured)."""
+    found = measured_speed(model, True if synthetic_only else None)
     if found is None:
         return ""
     tps = float(found["decode_tps"])

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from mixtui.app.bench import BenchReport, BenchRow, Spread
+from mixtui.app.bench.figures import BenchReport, BenchRow, Spread
 from mixtui.core.units import gb
 
 Format = Literal["table", "md", "csv", "json"]
@@ -69,7 +69,8 @@ def to_csv(report: BenchReport) -> str:
 
 # -- for people ----------------------------------------------------------------------------------
 def _num(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+    """Three significant figures (whole numbers from 100 on): 1,027, 23.4, 4.21, 0.0198."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _params(n: int) -> str:
@@ -85,7 +86,9 @@ def _spread(s: Spread | None, fmt: Callable[[float], str] = _num) -> str:
 
 
 def _seconds(x: float) -> str:
-    return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+    if x < 60:
+        return f"{x:.2f} s" if x < 10 else f"{x:.0f} s"
+    return f"{x / 60:.1f} min" if x < 3600 else f"{x / 3600:.1f} h"
 
 
 def note(row: BenchRow) -> str:
@@ -94,15 +97,15 @@ def note(row: BenchRow) -> str:
     if row.synthetic:
         parts.append("synthetic")
     if row.extrapolated:
-        parts.append(f"extrapolated from {row.layers_run} and {2 * row.layers_run} of "
-                     f"{row.layers_total} layers")
+        parts.append(f"extrapolated from {max(1, row.layers_run // 2)} and {row.layers_run} "
+                     f"of {row.layers_total} layers")
     if row.perplexity is None and row.perplexity_note:
         parts.append(f"perplexity {row.perplexity_note}")
     return ", ".join(parts)
 
 
 COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak memory", "weights",
-           "params (active)", "GB/token", "GB/s", "roofline", "300-token answer",
+           "params (active)", "read/token", "GB/s", "roofline", "300-token answer",
            "perplexity", "note")
 
 
@@ -116,10 +119,10 @@ def cells(row: BenchRow) -> tuple[str, ...]:
                 else "—", params, "—", "—", "—", "—", "—", f"failed: {row.error}")
     mark = "≈ " if row.extrapolated else ""
     return (
-        row.model, k, mark + _spread(row.ttft_s, lambda x: f"{x:.2f}"),
+        row.model, k, mark + _spread(row.ttft_s),
         mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
         mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
-        f"{row.bytes_per_token / 1e9:.2f}",
+        gb(row.bytes_per_token),
         f"{row.bandwidth_gbps:.1f}" if row.bandwidth_gbps is not None else "—",
         f"{100 * row.roofline_fraction:.0f} %" if row.roofline_fraction is not None else "—",
         _seconds(row.answer_300_s) if row.answer_300_s is not None else "—",
