@@ -19,8 +19,8 @@ from test_tui import ask, process_gone, ready, text_of, wait_for
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, SelectionList
 
-from mixtui.app.machine import bench_dir, machine_key
-from mixtui.app.report import COLUMNS, cells
+from mixtui.app.bench.machine import bench_dir, machine_key
+from mixtui.app.bench.report import COLUMNS, cells
 from mixtui.core.errors import UsageError
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp

@@ -1,11 +1,11 @@
 """The compare screen: several models, and experts-per-token values, timed side by side.
 
-What `mixtui bench` measures (`app/bench.py`), in the TUI: pick models (on disk, bundled, or
+What `mixtui bench` measures (`app/bench/`), in the TUI: pick models (on disk, bundled, or
 synthetic: random weights in the real checkpoint's layout, optionally only the first N
 layers, scaled to the full depth) and experts-per-token values; run with progress; cancel;
 read the table with bars, the sentences that answer the question and a chart of decode
 speed against active and against total parameters; export Markdown, CSV or JSON
-(`app/report.py`).
+(`app/bench/report.py`).
 
 The chat's engine is stopped for the run, since every model needs the memory, and started
 again after it with the conversation kept (`MainScreen.suspend_engine`, `resume_engine`).
@@ -47,6 +47,16 @@ from textual.widgets import (
 )
 from textual.widgets.selection_list import Selection
 
+from mixtui.app.bench.figures import (
+    BenchReport,
+    BenchRequest,
+    BenchRow,
+    Progress,
+    check_request,
+    findings,
+)
+from mixtui.app.bench.report import COLUMNS, Format, cells, render
+from mixtui.app.bench.runner import BenchRunner
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.files import atomic_write_text
 from mixtui.core.units import gb
@@ -54,10 +64,8 @@ from mixtui.engine.messages import Shutdown
 from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.wording import say
 
-if TYPE_CHECKING:  # app.bench loads MLX through engine.bench: it comes with the first run
-    from mixtui.app.bench import BenchReport, BenchRequest, BenchRow, BenchRunner, Progress
-    from mixtui.app.report import Format
-    from mixtui.engine.client import EngineProcess
+if TYPE_CHECKING:
+    from mixtui.engine.client import EngineProcess  # loads with the first engine
     from mixtui.tui.app import MixtuiApp
 
 GEN_TOKENS = 32  # small defaults: a comparison in the TUI should take seconds, not minutes
@@ -77,7 +85,7 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 _FIELDS = (("add --synthetic", "tick “synthetic”"), ("--synthetic", "“synthetic”"),
            ("--gen-tokens", "“generated tokens”"), ("--runs", "“runs”"),
            ("--layers", "“layers”"), ("--experts-per-token", "“experts per token”"),
-           ("--prompt-tokens", "the prompt's length"))
+           ("--prompt-tokens", "the prompt's length"), ("; --probe measures again", ""))
 
 
 # -- pure parts --------------------------------------------------------------------------------
@@ -120,8 +128,6 @@ def _whole(text: str, field: str) -> int | None:
 def parse_request(models: Sequence[str], synthetic: bool, layers: str, experts: str,
                   gen_tokens: str, runs: str) -> BenchRequest:
     """The screen's fields as a checked BenchRequest; a UsageError in the screen's words."""
-    from mixtui.app.bench import BenchRequest, check_request  # deferred: loads MLX
-
     if not models:
         raise UsageError("Pick at least one model: space (or a click) ticks it in the list.",
                          code="bad-option", facts={"option": "models"})
@@ -390,8 +396,6 @@ class CompareScreen(Screen[None]):
             self.say("The chat is still answering; wait for the answer (or close this screen "
                      "and press Esc to stop it), then run.", error=True)
             return
-        from mixtui.app.bench import BenchRunner  # deferred: loads MLX (parse_request did)
-
         def progress(p: Progress) -> None:  # both from the runner's thread
             self.post_message(self.ProgressMade(p))
 
@@ -475,7 +479,7 @@ class CompareScreen(Screen[None]):
             bar_.update(total=p.total, progress=p.done)
         else:
             bar_.update(total=None)
-        self.query_one("#compare-progress", Label).update(p.line())
+        self.query_one("#compare-progress", Label).update(screen_fields(p.line()))
 
     @on(RowMeasured)
     def _row(self, message: RowMeasured) -> None:
@@ -529,8 +533,6 @@ class CompareScreen(Screen[None]):
         """The table's cells per row: report.cells', bars after the three figures."""
         if not self.rows:
             return []
-        from mixtui.app.report import COLUMNS, cells  # deferred: loads MLX (app.bench)
-
         largest = {
             "decode tok/s": max((r.decode_tps.median for r in self.rows
                                  if r.ok and r.decode_tps is not None), default=0.0),
@@ -562,8 +564,6 @@ class CompareScreen(Screen[None]):
     def _show_findings(self) -> None:
         text = Text()
         if self.rows:
-            from mixtui.app.bench import findings  # deferred: loads MLX
-
             said = self.report.findings if self.report is not None else findings(self.rows)
             for sentence in said:
                 text.append(sentence + "\n")
@@ -637,8 +637,6 @@ class CompareScreen(Screen[None]):
 
     def export(self, report: BenchReport, path: str) -> Path | None:
         """Write `report` to `path` in the format its suffix names; the file, or None (said)."""
-        from mixtui.app.report import render  # deferred: loads MLX (app.bench)
-
         fmt = export_format(path)
         assert fmt is not None
         where = Path(path).expanduser().absolute()
