@@ -67,8 +67,11 @@ def test_depths_run_n_and_half_of_n_unless_n_is_the_whole_model() -> None:
     assert b.Depths.of(4, 4).runs == (4,) and not b.Depths.of(4, 4).extrapolated
 
 
-def test_scale_memory_adds_the_missing_layers_weights_and_cache() -> None:
-    assert b.scale_memory(5_000, 4_000, 40_000, 100, 1_600) == 5_000 + 36_000 + 1_500
+def test_scale_memory_knows_the_weights_and_extends_the_rest_by_layer() -> None:
+    # 2 and 4 of 32 layers: weights 1,000 a layer + 300 outside; the rest (cache,
+    # activations) 50 + 10 a layer
+    peaks = (2_300 + 70, 4_300 + 90)
+    assert b.scale_memory(peaks, (2_300, 4_300, 32_300), (2, 4, 32)) == 32_300 + 50 + 320
 
 
 def test_row_figures_derive_bandwidth_roofline_and_the_wait() -> None:
@@ -93,15 +96,16 @@ def test_row_figures_derive_bandwidth_roofline_and_the_wait() -> None:
 def test_an_extrapolated_row_scales_time_and_memory_to_the_full_depth() -> None:
     spec = load_registry()["mixtral-8x7b-instruct"]
     per_layer, fixed = 0.004, 0.010  # seconds a decode step
-    half = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=2 * 10**9)
-    run = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=3 * 10**9)
+    w2, w4 = (b.spec_at(spec, n).weight_bytes() for n in (2, 4))
+    # beyond the weights: 60 MB, and 20 MB a layer (its KV cache, the prompt's activations)
+    half = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=w2 + 100 * 10**6)
+    run = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=w4 + 140 * 10**6)
     row = b.row_figures(spec, 2, b.Depths(32, 4, 2), True, {2: half, 4: run}, 100, 64, None)
     assert row.extrapolated and row.layers_run == 4 and row.layers_total == 32
     assert row.decode_tps.median == pytest.approx(1 / (fixed + 32 * per_layer))
     assert row.ttft_s.median == pytest.approx(0.1 + 32 * 0.2)
-    cut = b.spec_at(spec, 4)  # the memory of the deeper run, with the other 28 layers added
-    assert row.peak_memory_bytes == (3 * 10**9 + spec.weight_bytes() - cut.weight_bytes()
-                                     + spec.cache_bytes(164) - cut.cache_bytes(164))
+    assert row.peak_memory_bytes == pytest.approx(spec.weight_bytes() + 60e6 + 32 * 20e6,
+                                                  abs=2)
     assert row.roofline_fraction is None  # no bandwidth figure: no fraction
 
 
