@@ -169,7 +169,9 @@ def test_every_format_carries_every_row(fmt: str) -> None:
     else:
         for row in rows:
             assert row.model in text
-        assert "failed: Mixtral 8x22B does not fit." in text
+        assert "mixtral-8x22b failed: Mixtral 8x22B does not fit." in text
+        assert "failed ↓" in text
+        assert "perplexity" not in text.splitlines()[4]  # no row has one: no column
         assert report.findings[0] in text
         assert "machine: Linux x86_64" in text
         if fmt == "md":
@@ -236,9 +238,11 @@ def test_a_failed_model_says_why_in_its_row(cli_env: dict[str, str], probed: Pat
                          capture_output=True, text=True, env=cli_env, timeout=120)
     assert out.returncode == 1, out.stderr  # a row failed
     lines = [line for line in out.stdout.splitlines() if line.startswith("| mixtral")]
-    assert len(lines) == 1 and "failed: Mixtral 8x7B Instruct v0.1 (mlx-community" \
-        in lines[0] and "is not on this machine" in lines[0] \
-        and "or time it without the download with --synthetic." in lines[0]
+    assert len(lines) == 1 and "failed ↓" in lines[0]
+    (said,) = [line for line in out.stdout.splitlines() if line.startswith("- mixtral")]
+    assert said.startswith("- mixtral-8x7b-instruct failed: Mixtral 8x7B Instruct v0.1 "
+                           "(mlx-community") and "is not on this machine" in said
+    assert said.endswith("or time it without the download with --synthetic.")
     assert "| nano |" in out.stdout and "nano (bundled) decodes at" in out.stdout
 
 
