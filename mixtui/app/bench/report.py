@@ -108,6 +108,10 @@ COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak mem", "
            "params (active)", "read/token", "GB/s", "roofline", "300-token wait",
            "perplexity", "note")
 _PERPLEXITY = COLUMNS.index("perplexity")
+# the terminal table's shorter headings, so that it fits 140 columns
+_SHORT = {"prompt tok/s": "prompt t/s", "decode tok/s": "decode t/s", "peak mem": "peak",
+          "read/token": "read/tok", "roofline": "roof", "300-token wait": "300-tok wait",
+          "perplexity": "ppl"}
 
 
 def cells(row: BenchRow, compact: bool = False) -> tuple[str, ...]:
@@ -171,7 +175,7 @@ def _layout(report: BenchReport, compact: bool) -> tuple[list[str], list[tuple[s
 
 def to_table(report: BenchReport) -> str:
     columns, rows, failures = _layout(report, compact=True)
-    table = [tuple(columns)] + rows
+    table = [tuple(_SHORT.get(c, c) for c in columns)] + rows
     widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
     lines = header_lines(report) + [""]
     for row in table:
