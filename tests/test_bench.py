@@ -67,8 +67,11 @@ def test_depths_run_n_and_half_of_n_unless_n_is_the_whole_model() -> None:
     assert b.Depths.of(4, 4).runs == (4,) and not b.Depths.of(4, 4).extrapolated
 
 
-def test_scale_memory_adds_the_missing_layers_weights_and_cache() -> None:
-    assert b.scale_memory(5_000, 4_000, 40_000, 100, 1_600) == 5_000 + 36_000 + 1_500
+def test_scale_memory_knows_the_weights_and_extends_the_rest_by_layer() -> None:
+    # 2 and 4 of 32 layers: weights 1,000 a layer + 300 outside; the rest (cache,
+    # activations) 50 + 10 a layer
+    peaks = (2_300 + 70, 4_300 + 90)
+    assert b.scale_memory(peaks, (2_300, 4_300, 32_300), (2, 4, 32)) == 32_300 + 50 + 320
 
 
 def test_row_figures_derive_bandwidth_roofline_and_the_wait() -> None:
@@ -93,15 +96,16 @@ def test_row_figures_derive_bandwidth_roofline_and_the_wait() -> None:
 def test_an_extrapolated_row_scales_time_and_memory_to_the_full_depth() -> None:
     spec = load_registry()["mixtral-8x7b-instruct"]
     per_layer, fixed = 0.004, 0.010  # seconds a decode step
-    half = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=2 * 10**9)
-    run = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=3 * 10**9)
+    w2, w4 = (b.spec_at(spec, n).weight_bytes() for n in (2, 4))
+    # beyond the weights: 60 MB, and 20 MB a layer (its KV cache, the prompt's activations)
+    half = _runs([0.5, 0.5], [1 / (fixed + 2 * per_layer)] * 2, peak=w2 + 100 * 10**6)
+    run = _runs([0.9, 0.9], [1 / (fixed + 4 * per_layer)] * 2, peak=w4 + 140 * 10**6)
     row = b.row_figures(spec, 2, b.Depths(32, 4, 2), True, {2: half, 4: run}, 100, 64, None)
     assert row.extrapolated and row.layers_run == 4 and row.layers_total == 32
     assert row.decode_tps.median == pytest.approx(1 / (fixed + 32 * per_layer))
     assert row.ttft_s.median == pytest.approx(0.1 + 32 * 0.2)
-    cut = b.spec_at(spec, 4)  # the memory of the deeper run, with the other 28 layers added
-    assert row.peak_memory_bytes == (3 * 10**9 + spec.weight_bytes() - cut.weight_bytes()
-                                     + spec.cache_bytes(164) - cut.cache_bytes(164))
+    assert row.peak_memory_bytes == pytest.approx(spec.weight_bytes() + 60e6 + 32 * 20e6,
+                                                  abs=2)
     assert row.roofline_fraction is None  # no bandwidth figure: no fraction
 
 
@@ -165,7 +169,9 @@ def test_every_format_carries_every_row(fmt: str) -> None:
     else:
         for row in rows:
             assert row.model in text
-        assert "failed: Mixtral 8x22B does not fit." in text
+        assert "mixtral-8x22b failed: Mixtral 8x22B does not fit." in text
+        assert "failed ↓" in text
+        assert "perplexity" not in text.splitlines()[4]  # no row has one: no column
         assert report.findings[0] in text
         assert "machine: Linux x86_64" in text
         if fmt == "md":
@@ -232,9 +238,11 @@ def test_a_failed_model_says_why_in_its_row(cli_env: dict[str, str], probed: Pat
                          capture_output=True, text=True, env=cli_env, timeout=120)
     assert out.returncode == 1, out.stderr  # a row failed
     lines = [line for line in out.stdout.splitlines() if line.startswith("| mixtral")]
-    assert len(lines) == 1 and "failed: Mixtral 8x7B Instruct v0.1 (mlx-community" \
-        in lines[0] and "is not on this machine" in lines[0] \
-        and "or time it without the download with --synthetic." in lines[0]
+    assert len(lines) == 1 and "failed ↓" in lines[0]
+    (said,) = [line for line in out.stdout.splitlines() if line.startswith("- mixtral")]
+    assert said.startswith("- mixtral-8x7b-instruct failed: Mixtral 8x7B Instruct v0.1 "
+                           "(mlx-community") and "is not on this machine" in said
+    assert said.endswith("or time it without the download with --synthetic.")
     assert "| nano |" in out.stdout and "nano (bundled) decodes at" in out.stdout
 
 

@@ -50,6 +50,7 @@ class _Terminal:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self._last: tuple[object, ...] = ()
+        self._failed: tuple[str, str | None] = ("", None)
 
     def progress(self, p: Progress) -> None:
         line = p.line()
@@ -74,8 +75,9 @@ class _Terminal:
             mark = "≈ " if row.extrapolated else ""
             print(f"{row.model}{k}: {mark}{row.decode_tps.median:.3g} tokens/s decode",
                   file=sys.stderr)
-        else:
-            print(f"{row.model}{k}: failed: {row.error}", file=sys.stderr)
+        elif (row.model, row.error) != self._failed:  # a model's rows fail alike: once
+            print(f"{row.model}: failed: {row.error}", file=sys.stderr)
+            self._failed = (row.model, row.error)
 
     def done(self) -> None:
         if self.tty:

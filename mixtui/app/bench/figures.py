@@ -195,12 +195,17 @@ def extrapolate(short: float, long: float, units_short: float, units_long: float
     return fixed + units_full * per_unit
 
 
-def scale_memory(peak_short: int, weights_short: int, weights_full: int, cache_short: int,
-                 cache_full: int) -> int:
-    """The peak of a partial run plus what the missing layers would hold: their weights and
-    their share of the KV cache (activations are reused layer after layer: they do not grow
-    with depth)."""
-    return peak_short + (weights_full - weights_short) + (cache_full - cache_short)
+def scale_memory(peaks: tuple[int, int], weights: tuple[int, int, int],
+                 layers: tuple[int, int, int]) -> int:
+    """The peak memory at the full depth from the peaks of two partial runs.
+
+    The weights are known exactly at every depth (the checkpoint's layout); the rest of a
+    peak (the KV cache, and the activations MLX holds while it evaluates a prompt's whole
+    graph at once) grows with the layers: it is extended linearly like the times."""
+    (peak_half, peak_run), (w_half, w_run, w_full) = peaks, weights
+    n_half, n_run, n_full = layers
+    rest = extrapolate(peak_half - w_half, peak_run - w_run, n_half, n_run, n_full)
+    return int(w_full + rest)
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,7 @@ def row_figures(spec: ModelSpec, k: int | None, depths: Depths, synthetic: bool,
     step = Spread.of([1 / r.decode_tps for r in deep if r.decode_tps > 0] or [math.inf])
     peak = max(r.peak_memory_bytes for r in deep)
     if depths.half is not None:
+        peak_half = max(r.peak_memory_bytes for r in measured[depths.half])
         half = measured[depths.half]
         ttft_half = Spread.of([r.ttft_s for r in half])
         step_half = Spread.of([1 / r.decode_tps for r in half if r.decode_tps > 0] or [math.inf])
@@ -284,10 +290,10 @@ def row_figures(spec: ModelSpec, k: int | None, depths: Depths, synthetic: bool,
                           extrapolate(a.high, b.high, u_half, u_run, u_full))
 
         ttft, step = scaled(ttft_half, ttft), scaled(step_half, step)
-        part = spec_at(spec, depths.run)
-        context = prompt_tokens + gen_tokens
-        peak = scale_memory(peak, part.weight_bytes(), spec.weight_bytes(),
-                            part.cache_bytes(context), spec.cache_bytes(context))
+        peak = scale_memory((peak_half, peak), (spec_at(spec, depths.half).weight_bytes(),
+                                                spec_at(spec, depths.run).weight_bytes(),
+                                                spec.weight_bytes()),
+                            (depths.half, depths.run, depths.total))
     decode = step.map(lambda s: 1 / s if s > 0 and math.isfinite(s) else 0.0)
     prompt = ttft.map(lambda t: prompt_tokens / t if t > 0 else 0.0)
     bandwidth = bytes_per_token * decode.median / 1e9

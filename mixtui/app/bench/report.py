@@ -104,13 +104,19 @@ def note(row: BenchRow) -> str:
     return ", ".join(parts)
 
 
-COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak memory", "weights",
-           "params (active)", "read/token", "GB/s", "roofline", "300-token answer",
+COLUMNS = ("model", "k", "TTFT s", "prompt tok/s", "decode tok/s", "peak mem", "weights",
+           "params (active)", "read/token", "GB/s", "roofline", "300-token wait",
            "perplexity", "note")
+_PERPLEXITY = COLUMNS.index("perplexity")
+# the terminal table's shorter headings, so that it fits 140 columns
+_SHORT = {"prompt tok/s": "prompt t/s", "decode tok/s": "decode t/s", "peak mem": "peak",
+          "read/token": "read/tok", "roofline": "roof", "300-token wait": "300-tok wait",
+          "perplexity": "ppl"}
 
 
-def cells(row: BenchRow) -> tuple[str, ...]:
-    """The row as COLUMNS' cells (an error row: its reason in the note)."""
+def cells(row: BenchRow, compact: bool = False) -> tuple[str, ...]:
+    """The row as COLUMNS' cells (an error row: its reason in the note); `compact`: the
+    time to the first token and the prompt speed as medians only, for a terminal."""
     k = "—" if row.experts_per_token is None else str(row.experts_per_token)
     params = (f"{_params(row.total_params)} ({_params(row.active_params)})"
               if row.total_params else "—")
@@ -118,9 +124,12 @@ def cells(row: BenchRow) -> tuple[str, ...]:
         return (row.model, k, "—", "—", "—", "—", gb(row.weight_bytes) if row.weight_bytes
                 else "—", params, "—", "—", "—", "—", "—", f"failed: {row.error}")
     mark = "≈ " if row.extrapolated else ""
+    ttft, prompt = row.ttft_s, row.prompt_tps
+    if compact and ttft is not None and prompt is not None:
+        ttft, prompt = (Spread(x.median, x.median, x.median) for x in (ttft, prompt))
     return (
-        row.model, k, mark + _spread(row.ttft_s),
-        mark + _spread(row.prompt_tps), mark + _spread(row.decode_tps),
+        row.model, k, mark + _spread(ttft),
+        mark + _spread(prompt), mark + _spread(row.decode_tps),
         mark + gb(row.peak_memory_bytes or 0), gb(row.weight_bytes), params,
         gb(row.bytes_per_token),
         f"{row.bandwidth_gbps:.1f}" if row.bandwidth_gbps is not None else "—",
@@ -143,14 +152,37 @@ def header_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def _layout(report: BenchReport, compact: bool) -> tuple[list[str], list[tuple[str, ...]],
+                                                         list[str]]:
+    """Columns, rows and the failures said under the table (once per model and reason):
+    the perplexity column only where a row has one."""
+    keep = [i for i in range(len(COLUMNS))
+            if i != _PERPLEXITY or any(r.perplexity is not None for r in report.rows)]
+    rows, failures = [], []
+    said: dict[tuple[str, str], list[str]] = {}
+    for row in report.rows:
+        row_cells = list(cells(row, compact))
+        if not row.ok:
+            row_cells[-1] = "failed ↓"
+            said.setdefault((row.model, row.error or ""), []).append(
+                "—" if row.experts_per_token is None else str(row.experts_per_token))
+        rows.append(tuple(row_cells[i] for i in keep))
+    for (model, reason), ks in said.items():
+        which = f" (k {', '.join(ks)})" if ks != ["—"] and len(ks) > 1 else ""
+        failures.append(f"{model}{which} failed: {reason}")
+    return [COLUMNS[i] for i in keep], rows, failures
+
+
 def to_table(report: BenchReport) -> str:
-    table = [COLUMNS] + [cells(r) for r in report.rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+    columns, rows, failures = _layout(report, compact=True)
+    table = [tuple(_SHORT.get(c, c) for c in columns)] + rows
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns) - 1)]
     lines = header_lines(report) + [""]
     for row in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
                      + "  " + row[-1])
-    return "\n".join(x.rstrip() for x in lines + [""] + list(report.findings)) + "\n"
+    tail = ([""] + failures if failures else []) + [""] + list(report.findings)
+    return "\n".join(x.rstrip() for x in lines + tail) + "\n"
 
 
 def _md(text: str) -> str:
@@ -158,12 +190,14 @@ def _md(text: str) -> str:
 
 
 def to_markdown(report: BenchReport) -> str:
+    columns, rows, failures = _layout(report, compact=False)
     lines = [f"- {_md(x)}" for x in header_lines(report)] + [""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
-    for row in report.rows:
-        lines.append("| " + " | ".join(_md(c) for c in cells(row)) + " |")
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_md(c) for c in row) + " |")
     lines.append("")
+    lines += [f"- {_md(x)}" for x in failures] + ([""] if failures else [])
     lines += list(report.findings)
     return "\n".join(lines) + "\n"
 
