@@ -25,6 +25,7 @@ from mixtui.core.errors import UsageError
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
 from mixtui.tui.screens.compare import (
+    SHOWN,
     CompareScreen,
     bar,
     chart,
@@ -78,6 +79,11 @@ def test_fields_become_a_request_or_one_sentence_in_the_screens_words() -> None:
     assert str(bad.value).startswith("Pick at least one model")
     assert in_screen_words("--runs must be at least 1, not 0.") == (
         "“Runs” must be at least 1, not 0.")
+
+
+def test_the_screen_shows_columns_of_the_report() -> None:
+    assert set(SHOWN) <= set(COLUMNS) and SHOWN[:5] == (
+        "model", "k", "decode tok/s", "peak mem", "300-token wait")
 
 
 def test_the_format_comes_from_the_suffix() -> None:

@@ -77,9 +77,9 @@ DEFAULT_EXPORT = "mixtui-compare.md"  # in the current folder
 EXPORTS: dict[str, Format] = {".md": "md", ".markdown": "md", ".csv": "csv", ".json": "json",
                               ".txt": "table"}
 # The table's columns (report.COLUMNS names), the three with bars first after the key.
-SHOWN = ("model", "k", "decode tok/s", "peak memory", "300-token answer", "TTFT s",
+SHOWN = ("model", "k", "decode tok/s", "peak mem", "300-token wait", "TTFT s",
          "prompt tok/s", "params (active)", "weights", "GB/s", "roofline", "perplexity", "note")
-BARRED = {"decode tok/s": "green", "peak memory": "magenta", "300-token answer": "yellow"}
+BARRED = {"decode tok/s": "green", "peak mem": "magenta", "300-token wait": "yellow"}
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 # check_request words a problem in the command line's options; the screen names its fields.
 _FIELDS = (("add --synthetic", "tick “synthetic”"), ("--synthetic", "“synthetic”"),
@@ -536,15 +536,15 @@ class CompareScreen(Screen[None]):
         largest = {
             "decode tok/s": max((r.decode_tps.median for r in self.rows
                                  if r.ok and r.decode_tps is not None), default=0.0),
-            "peak memory": float(max((r.peak_memory_bytes or 0 for r in self.rows if r.ok),
+            "peak mem": float(max((r.peak_memory_bytes or 0 for r in self.rows if r.ok),
                                      default=0)),
-            "300-token answer": max((r.answer_300_s or 0.0 for r in self.rows if r.ok),
+            "300-token wait": max((r.answer_300_s or 0.0 for r in self.rows if r.ok),
                                     default=0.0)}
         out: list[list[Text | str]] = []
         for row in self.rows:
-            by_name = dict(zip(COLUMNS, cells(row), strict=True))
+            by_name = dict(zip(COLUMNS, cells(row, compact=True), strict=True))
             values = {"decode tok/s": row.decode_tps.median if row.decode_tps else None,
-                      "peak memory": row.peak_memory_bytes, "300-token answer": row.answer_300_s}
+                      "peak mem": row.peak_memory_bytes, "300-token wait": row.answer_300_s}
             shown: list[Text | str] = []
             for name in SHOWN:
                 text = by_name[name]
