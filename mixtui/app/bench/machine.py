@@ -9,6 +9,7 @@ silicon the chip's published figure is shown beside it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -18,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,8 @@ def apple_chip(cpu: str) -> str | None:
 
 
 def _version(package: str) -> str:
+    from importlib import metadata  # deferred: it reads every installed package's metadata
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -108,6 +110,7 @@ def _memory() -> int:
     return int(psutil.virtual_memory().total)
 
 
+@functools.cache  # the model bar asks for every entry: read the machine's facts once
 def machine_key() -> str:
     """What identifies this machine for cached figures: host, CPU, backend and MLX."""
     return f"{platform.node()}|{platform.machine()}|{_cpu_name()}|{_backend()}|" \
