@@ -236,3 +236,29 @@ def test_closing_from_two_threads_at_once_is_one_close(monkeypatch: pytest.Monke
     assert errors == [] and len(calls) == 1 and not proc.process.is_alive()
     proc.close()  # and once more, later: nothing
     assert len(calls) == 1
+
+
+def test_a_reader_waiting_when_its_engine_closes_never_reads_the_next_engines_pipe(
+        tiny_moe_dir: Path) -> None:
+    """The TUI reads an engine's events on a thread of its own; switching models (or a
+    compare run) closes that engine and starts the next one at once. The old pipe stays open
+    until its reader has left, so the next engine's pipe cannot be handed its descriptor."""
+    import threading
+
+    old = EngineProcess()
+    seen: list[object] = []
+    reader = threading.Thread(target=lambda: seen.extend(old.events()))
+    reader.start()
+    time.sleep(0.3)  # the reader waits on the old pipe
+    old.close()
+    engines = [EngineProcess() for _ in range(3)]  # pipes made while the reader leaves
+    for engine in engines:
+        engine.send(Load(str(tiny_moe_dir), "tiny"))
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert len(seen) == 1 and isinstance(seen[0], EngineExited)
+    for engine in engines:  # each gets its own events, from the first on
+        first = engine.next_event(timeout=60)
+        assert isinstance(first, Loading), first
+        engine.close()
+    assert old.next_event(timeout=1) is seen[0]  # closed: it says so again, at once

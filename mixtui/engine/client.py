@@ -60,7 +60,14 @@ class EngineProcess:
         # close() may come from two threads at once (quitting, and the reader that the
         # quitting woke): one of them closes, the other waits for it and returns.
         self._close_lock = threading.Lock()
+        self._closing = False
         self._closed = False
+        # A pipe closed under a reader blocked on it frees its descriptor for the next
+        # engine's pipe, and the reader would take that engine's messages: while a reader is
+        # in next_event, close() leaves the pipe to it (it sees the end and closes it).
+        self._readers = 0
+        self._pipe_lock = threading.Lock()
+        self._pipe_open = True
 
     @property
     def pid(self) -> int | None:
@@ -88,16 +95,26 @@ class EngineProcess:
         """The next event; None on timeout; EngineExited once the process is gone."""
         if self.exited is not None:
             return self.exited
-        ready = wait([self._conn, self.process.sentinel], timeout)
-        if not ready:
-            return None
-        if self._conn in ready or self._conn.poll():
-            try:
-                event: Event = self._conn.recv()
-                return event
-            except (EOFError, OSError):
-                pass
-        return self._note_exit()
+        with self._pipe_lock:
+            if not self._pipe_open:  # closed: the process is gone
+                return self._note_exit()
+            self._readers += 1
+        try:
+            ready = wait([self._conn, self.process.sentinel], timeout)
+            if not ready:
+                return None
+            if self._conn in ready or self._conn.poll():
+                try:
+                    event: Event = self._conn.recv()
+                    return event
+                except (EOFError, OSError):
+                    pass
+            return self._note_exit()
+        finally:
+            with self._pipe_lock:
+                self._readers -= 1
+                if self._closed and not self._readers:
+                    self._close_pipe()
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Events until the process exits (or `timeout` passes with none)."""
@@ -113,9 +130,9 @@ class EngineProcess:
         """Stop the process (politely, then not); its memory goes back to the system.
         Closing it again, from any thread, does nothing."""
         with self._close_lock:
-            if not self._closed:
+            if not self._closing:
+                self._closing = True
                 self._close(timeout)
-                self._closed = True
 
     def _close(self, timeout: float) -> None:
         if self.process.is_alive():
@@ -130,4 +147,12 @@ class EngineProcess:
             # Python never saw it end (e.g. its status was collected elsewhere): make sure.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.process.pid, signal.SIGKILL)
-        self._conn.close()
+        with self._pipe_lock:
+            self._closed = True
+            if not self._readers:  # else the reader closes it on its way out (see __init__)
+                self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self._pipe_open:
+            self._pipe_open = False
+            self._conn.close()
