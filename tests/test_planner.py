@@ -162,7 +162,7 @@ def test_models_table_has_a_need_column(cli_env: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["key", "params", "active", "weights", "KV/token", "need",
-                                "state", "fit"]
+                                "state", "fit", "decode", "here"]
     row = next(line for line in lines if line.startswith("mixtral-8x7b-instruct"))
     assert "29.4 GB (184%)" in row and row.endswith("does-not-fit")
     assert "memory budget: 16.0 GB (MIXTUI_MEMORY_BUDGET)" in proc.stdout

@@ -270,7 +270,7 @@ def test_models_table(cli_env: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["key", "params", "active", "weights", "KV/token", "need",
-                                "state", "fit"]
+                                "state", "fit", "decode", "here"]
     rows = {line.split()[0]: line.split() for line in lines[1:1 + len(KEYS)]}
     assert list(rows) == KEYS
     assert rows["mixtral-8x7b-instruct"][-1] == "does-not-fit"
