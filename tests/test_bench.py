@@ -384,3 +384,18 @@ def test_apple_silicon_shows_the_chips_published_bandwidth_beside_the_probe() ->
     assert mac.summary.endswith("bandwidth 351.2 GB/s measured (400 GB/s published for the "
                                 "M2 Max)")
     assert _machine(None).summary.endswith("MLX on the CPU")
+
+
+def test_an_extrapolated_spread_keeps_its_median_inside() -> None:
+    spec = load_registry()["mistral-7b-instruct"]
+    half = _runs([0.5, 0.6, 0.4], [2.0, 2.5, 1.5])
+    deep = _runs([0.9, 1.3, 0.8], [1.4, 1.1, 1.6])
+    row = b.row_figures(spec, None, b.Depths(32, 2, 1), True, {1: half, 2: deep}, 100, 64,
+                        None)
+    for spread in (row.decode_tps, row.ttft_s, row.prompt_tps):
+        assert spread.low <= spread.median <= spread.high
+    # the median: the two depths' medians, extended
+    assert 1 / row.decode_tps.median == pytest.approx(b.extrapolate(1 / 2.0, 1 / 1.4, *(
+        sum(v for i, v in spec.inventory.layer_active_bytes(
+            spec.quantization, 2, spec.family.quant_overrides).items() if 0 <= i < n)
+        for n in (1, 2, 32))))

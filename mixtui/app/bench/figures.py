@@ -284,12 +284,15 @@ def row_figures(spec: ModelSpec, k: int | None, depths: Depths, synthetic: bool,
         step_half = Spread.of([1 / r.decode_tps for r in half if r.decode_tps > 0] or [math.inf])
         u_half, u_run, u_full = units(depths.half), units(depths.run), units(depths.total)
 
-        def scaled(a: Spread, b: Spread) -> Spread:
-            return Spread(extrapolate(a.median, b.median, u_half, u_run, u_full),
-                          extrapolate(a.low, b.low, u_half, u_run, u_full),
-                          extrapolate(a.high, b.high, u_half, u_run, u_full))
+        def scaled(half_median: float, deep_runs: list[float]) -> Spread:
+            # each run of the deeper depth against the shallower one's median: the spread
+            # is the deeper runs', the median the two medians' (extrapolate is monotonic)
+            return Spread.of([extrapolate(half_median, x, u_half, u_run, u_full)
+                              for x in deep_runs])
 
-        ttft, step = scaled(ttft_half, ttft), scaled(step_half, step)
+        ttft = scaled(ttft_half.median, [r.ttft_s for r in deep])
+        step = scaled(step_half.median, [1 / r.decode_tps for r in deep if r.decode_tps > 0]
+                      or [math.inf])
         peak = scale_memory((peak_half, peak), (spec_at(spec, depths.half).weight_bytes(),
                                                 spec_at(spec, depths.run).weight_bytes(),
                                                 spec.weight_bytes()),
