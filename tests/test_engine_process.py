@@ -241,8 +241,10 @@ def test_closing_from_two_threads_at_once_is_one_close(monkeypatch: pytest.Monke
 def test_a_reader_waiting_when_its_engine_closes_never_reads_the_next_engines_pipe(
         tiny_moe_dir: Path) -> None:
     """The TUI reads an engine's events on a thread of its own; switching models (or a
-    compare run) closes that engine and starts the next one at once. The old pipe stays open
-    until its reader has left, so the next engine's pipe cannot be handed its descriptor."""
+    compare run) closes that engine and starts the next ones at once. The waiting reader
+    sees the exit and nothing else, and each new engine its own events from the first.
+    (EngineProcess keeps the old pipe open until that reader has left; the race that guards
+    against, a reused descriptor read by the old reader, did not show here without it.)"""
     import threading
 
     old = EngineProcess()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mixtui.app.bench.machine import measured_speed
+from mixtui.app.bench.machine import Speeds, measured_speed
 from mixtui.families import family_for
 from mixtui.planner import Budget, plan
 from mixtui.registry.local import local_state
@@ -21,8 +21,10 @@ def _quantization(q: Quantization | None) -> dict[str, Any] | None:
 
 
 def describe(spec: ModelSpec, budget: Budget,
-             registry: dict[str, ModelSpec] | None = None) -> dict[str, Any]:
-    """One model's row: the JSON `mixtui models --json` prints for it."""
+             registry: dict[str, ModelSpec] | None = None,
+             speeds: Speeds | None = None) -> dict[str, Any]:
+    """One model's row: the JSON `mixtui models --json` prints for it (`speeds`: this
+    machine's kept speeds, read once for many rows; default: read now)."""
     g = spec.geometry
     fit = plan(spec, budget=budget, registry=registry)
     family = family_for(g.model_type)
@@ -41,5 +43,5 @@ def describe(spec: ModelSpec, budget: Budget,
         "state": local_state(spec), "fit": fit.verdict, "need_bytes": fit.need_bytes,
         "budget_bytes": budget.bytes, "fit_reason": fit.reason, "source": spec.source,
         # the last decode speed `mixtui bench` measured for it on this machine (or None)
-        "measured": measured_speed(spec.key),
+        "measured": measured_speed(spec.key, speeds=speeds),
     }

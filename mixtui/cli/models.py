@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from mixtui.app.bench.machine import speeds_here
 from mixtui.app.catalog import describe
 from mixtui.core.types import DEFAULT_CONTEXT
 from mixtui.planner import memory_budget
@@ -45,7 +46,8 @@ def _kib(n: int) -> str:
 def run(as_json: bool) -> int:
     budget = memory_budget()
     registry = load_registry()
-    rows = [describe(spec, budget, registry) for spec in registry.values()]
+    speeds = speeds_here()
+    rows = [describe(spec, budget, registry, speeds) for spec in registry.values()]
     if as_json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -193,12 +193,23 @@ def record_speeds(rows: list[dict[str, Any]]) -> None:
     _write(path, data)
 
 
-def measured_speed(model: str, synthetic: bool | None = None) -> dict[str, Any] | None:
+Speeds = dict[str, Any]  # this machine's kept speeds, by model (see speeds_here)
+
+
+def speeds_here() -> Speeds:
+    """Every speed kept for this machine, read once: a caller asking about many models
+    (the models list, the model bar) passes it to `measured_speed` / `speed_note`."""
+    mine = _read(bench_dir() / "speeds.json").get(machine_key())
+    return mine if isinstance(mine, dict) else {}
+
+
+def measured_speed(model: str, synthetic: bool | None = None,
+                   speeds: Speeds | None = None) -> dict[str, Any] | None:
     """The last decode speed measured here for `model` ({"decode_tps", "synthetic",
     "extrapolated", "layers_run", "layers_total", "measured_at"}): of a synthetic run, of a
-    real one, or (None) the newer of the two; None if there is none."""
-    mine = _read(bench_dir() / "speeds.json").get(machine_key())
-    kinds = mine.get(model) if isinstance(mine, dict) else None
+    real one, or (None) the newer of the two; None if there is none. `speeds`: what
+    `speeds_here` read (default: read now)."""
+    kinds = (speeds_here() if speeds is None else speeds).get(model)
     if not isinstance(kinds, dict):
         return None
     wanted = ("synthetic",) if synthetic else ("real",) if synthetic is False \
@@ -208,10 +219,10 @@ def measured_speed(model: str, synthetic: bool | None = None) -> dict[str, Any] 
     return max(found, key=lambda r: str(r.get("measured_at", ""))) if found else None
 
 
-def speed_note(model: str, synthetic_only: bool = False) -> str:
+def speed_note(model: str, synthetic_only: bool = False, speeds: Speeds | None = None) -> str:
     """"≈ 23 tok/s here, synthetic" for a model measured on this machine; "" otherwise
     (with `synthetic_only`: only what a synthetic run measured)."""
-    found = measured_speed(model, True if synthetic_only else None)
+    found = measured_speed(model, True if synthetic_only else None, speeds)
     if found is None:
         return ""
     tps = float(found["decode_tps"])

@@ -35,8 +35,6 @@ def row_record(row: BenchRow) -> dict[str, Any]:
         if isinstance(value, Spread):
             value = value.low if name.endswith("_min") else (
                 value.high if name.endswith("_max") else value.median)
-        elif value is None and base != name:
-            value = None
         record[name] = value
     return record
 

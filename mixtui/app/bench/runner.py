@@ -83,6 +83,7 @@ class BenchRunner:
         self._engine: EngineProcess | None = None
         self._cancelled = False
         self.rows: list[BenchRow] = []
+        self._bandwidth: float | None = None  # the probe's GB/s, once run() has it
         self.perplexity_text: str | None = None
         if request.perplexity is not None:
             self.perplexity_text = _read_text(request.perplexity)
@@ -225,8 +226,6 @@ class BenchRunner:
                                   self.request.prompt_tokens or DEFAULT_PROMPT_TOKENS,
                                   self.request.gen_tokens, self._bandwidth, weight_bytes,
                                   ppl, note))
-
-    _bandwidth: float | None = None
 
     def _add(self, row: BenchRow) -> None:
         self.rows.append(row)

@@ -60,7 +60,6 @@ from mixtui.app.bench.runner import BenchRunner
 from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.files import atomic_write_text
 from mixtui.core.units import gb
-from mixtui.engine.messages import Shutdown
 from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.wording import say
 
@@ -196,19 +195,6 @@ def chart(points: Sequence[tuple[str, float, float]], axis: str, span: tuple[flo
     fig.ruler("y").lim(0, max(ys) * 1.2 if ys else 1.0)
     fig.title(f"decode tok/s against {axis} parameters")
     return str(fig.build().string())
-
-
-def _end_read_engine(engine: EngineProcess, timeout: float = 3.0) -> None:
-    """End an engine whose events a reader thread (the app's) still waits for.
-
-    It is asked to shut down, and its pipe is closed only once the reader has seen it go:
-    a pipe closed under a waiting reader frees its descriptor for the next engine's pipe,
-    and the reader would then take that engine's messages (its runner sees a broken pipe)."""
-    engine.send(Shutdown())
-    deadline = time.monotonic() + timeout
-    while engine.exited is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    engine.close()
 
 
 # -- the screen --------------------------------------------------------------------------------
@@ -427,7 +413,7 @@ class CompareScreen(Screen[None]):
              at_normal_priority: Callable[[Callable[[], BenchReport]], BenchReport]) -> None:
         def job() -> BenchReport:
             if old is not None:  # all its memory goes back before the first model loads
-                _end_read_engine(old)
+                old.close()  # its reader thread may still wait on it: EngineProcess allows it
             return runner.run()
 
         try:

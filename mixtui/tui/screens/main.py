@@ -21,7 +21,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from mixtui.app.bench.machine import speed_note
+from mixtui.app.bench.machine import speed_note, speeds_here
 from mixtui.app.catalog import describe
 from mixtui.app.chat import ENGINELESS, Change, ChatController, State
 from mixtui.app.conversation import Conversation
@@ -187,6 +187,7 @@ class MainScreen(Screen[None]):
                 self.notice(dropped)
                 self.app.save_settings()
         self.entries = self.keyed(registry)
+        speeds = speeds_here()  # read once for the five entries
         entries = []
         for n, spec in enumerate(self.entries, start=1):
             state = {"bundled": "bundled", "complete": "downloaded", "partial": "partial"}.get(
@@ -199,7 +200,8 @@ class MainScreen(Screen[None]):
                 state = "tight"
             on_disk = local_state(spec) in ("bundled", "complete")
             # a model not here: what a synthetic run of it measured on this machine, if any
-            speed = "" if on_disk else speed_note(spec.key, synthetic_only=True)
+            speed = "" if on_disk else speed_note(spec.key, synthetic_only=True,
+                                                   speeds=speeds)
             reason = say(fit, force=self.app.force)
             entries.append(BarEntry(n, spec.key, spec.name, state,
                                     f"{fit.weight_bytes / 1e9:.1f} GB",
@@ -219,7 +221,8 @@ class MainScreen(Screen[None]):
         """Every registry model's catalogue row, for the picker (a few ms: no thread)."""
         registry = self.registry()
         budget = memory_budget()
-        return [describe(spec, budget, registry) for spec in registry.values()]
+        speeds = speeds_here()
+        return [describe(spec, budget, registry, speeds) for spec in registry.values()]
 
     # -- loading -----------------------------------------------------------------------------
     def load_model(self, name: str, keep_conversation: bool = False,
