@@ -338,7 +338,7 @@ def _count(mask: np.ndarray) -> np.ndarray:
     """True values along the last axis of a C-contiguous bool array: its bytes read as
     uint64 words and their bits counted (several times faster than sum for small E)."""
     e = mask.shape[-1]
-    if e % 8:
+    if e % 8 or not hasattr(np, "bitwise_count"):  # numpy < 2.0 has no bitwise_count
         return mask.sum(axis=-1)
     words = mask.view(np.uint64)
     counted = np.bitwise_count(words)
