@@ -265,3 +265,30 @@ def test_the_command_loads_no_mlx(traces: dict[str, Path]) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 False"
+
+
+def test_a_conversation_whose_experts_per_token_changed(traces: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """As a TUI export: answers at k = 2 then k = 1, and tokens processed without routing."""
+    from mixtui.app.analysis.tracefile import read_routing
+
+    header, first = records(traces["k2"])
+    _, second = records(traces["k1"])
+    bare = [dict(t, experts=[], weights=[], probs=[]) for t in second[:3]]
+    joined = [dict(t, i=i) for i, t in enumerate(first + second + bare)]
+    path = tmp_path / "conversation.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [header, *joined]) + "\n")
+    routing = read_routing(path).routing
+    assert routing.experts.shape == (len(joined), 4, 2) and routing.top_k == 2
+    assert (routing.experts[len(first):len(first) + len(second), :, 1] == -1).all()
+    code, out, err = analyze(capsys, path, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tokens"] == len(first) + len(second) and report["skipped_tokens"] == 3
+    lookups = 2 * len(first) + len(second)  # padding is not a lookup
+    for j, la in enumerate(report["layers"]):
+        used = len({e for t in first + second for e in t["experts"][j]})
+        eight = next(p for p in la["cache"] if p["policy"] == "lru" and p["capacity"] == 8)
+        assert eight["hit_rate"] == pytest.approx(1 - used / lookups)
+    assert any("3 tokens without routing" in n for n in report["notes"])
