@@ -304,6 +304,9 @@ def test_agreement_stops_where_the_answers_part() -> None:
     b = routing([[[0]], [[1]], [[2]], [[0]]], generated=gen, ids=[1, 2, 3, 9])
     ag = agreement(a, b)
     assert ag.diverged_at == 3 and ag.tokens == 3 and ag.layers[0].top1_agree == 1.0
+    shorter = routing([[[0]], [[1]], [[2]]], generated=gen[:3], ids=[1, 2, 3])
+    ag = agreement(a, shorter)  # one answer stopped sooner: the common tokens
+    assert ag.diverged_at is None and ag.tokens == 3 and (ag.a_tokens, ag.b_tokens) == (4, 3)
 
 
 def test_agreement_refuses_other_texts_and_geometries() -> None:

@@ -301,8 +301,12 @@ def _compare_section(report: Report) -> _Section | None:
                   _pct(la.mean_overlap)) for la in ag.layers
                  if report.shown is None or la.layer in {x.layer for x in shown_layers(report)})
     small = min(ag.a_top_k, ag.b_top_k)
-    where = ("the two answers are the same" if ag.diverged_at is None
-             else f"the token ids part at token {ag.diverged_at}")
+    if ag.diverged_at is not None:
+        where = f"the token ids part at token {ag.diverged_at}"
+    elif ag.a_tokens != ag.b_tokens:
+        where = f"the shorter trace ends at token {min(ag.a_tokens, ag.b_tokens)}"
+    else:
+        where = "the same token ids throughout"
     notes = (f"{ag.tokens} tokens compared ({where}; {ag.a_tokens} and {ag.b_tokens} in the "
              f"traces); top-k agree: the top-{small} set lies inside the other.",)
     return _Section(f"Against {report.compare_source} (top-{ag.a_top_k} vs top-{ag.b_top_k})",

@@ -153,7 +153,8 @@ class Agreement:
     b_tokens: int
     a_top_k: int
     b_top_k: int
-    diverged_at: int | None  # index of the first differing token id, None if none differs
+    diverged_at: int | None  # the first differing token id's index; None: none differs (the
+    # longer trace may go on past the shorter)
     layers: tuple[LayerAgreement, ...] = field(default=())
 
 
@@ -456,7 +457,7 @@ def agreement(a: Routing, b: Routing) -> Agreement:
                          "`mixtui generate --trace`.")
     n = min(a.tokens, b.tokens)
     differ = np.nonzero(a.ids[:n] != b.ids[:n])[0]
-    diverged = int(differ[0]) if differ.size else (None if a.tokens == b.tokens else n)
+    diverged = int(differ[0]) if differ.size else None
     upto = n if diverged is None else diverged
     prompt_a = int(np.argmax(a.generated)) if a.generated.any() else a.tokens
     prompt_b = int(np.argmax(b.generated)) if b.generated.any() else b.tokens
