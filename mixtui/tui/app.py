@@ -74,7 +74,7 @@ class MixtuiApp(App[int]):
         Binding("right_square_bracket", "layer(1)", "Layer +"),
         Binding("t", "focus_strip", "Tokens", show=False),
         Binding("e", "toggle_colouring", "Colours"),
-        Binding("o", "toggle_over_time", "Over time"),
+        Binding("o", "toggle_over_time", "Over time", show=False),
         Binding("r", "reload", "Reload engine", show=False),
         Binding("m", "pick_model", "Models", show=False),
         Binding("c", "compare", "Compare", show=False),
