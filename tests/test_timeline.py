@@ -262,7 +262,9 @@ async def test_the_timeline_grows_as_nano_streams_shares_the_cursor_and_toggles(
         assert timeline.border_subtitle.startswith(f"newest {n}/{n}")
         # the cursor: timeline -> strip -> heatmap
         await pilot.press("escape")  # leave the input
-        await pilot.press("o")  # wide: hides it
+        await pilot.press("o")  # wide: shown already, so o focuses it
+        assert timeline.display and app.focused is timeline
+        await pilot.press("o")  # focused: hidden
         assert not timeline.display and app.main.over_time_shown is False
         await pilot.press("o")  # and back, focused
         assert timeline.display and app.focused is timeline
@@ -322,6 +324,9 @@ async def test_layouts_at_80x24_and_140x45_do_not_overlap(isolated_config_dir) -
         await pilot.press("o")
         await pilot.pause()
         assert timeline.display and not strip.display and app.focused is timeline
+        app.set_focus(None)
+        await pilot.press("t")  # the tokens' key reaches the panel in the strip's place
+        assert app.focused is timeline
         assert disjoint(chat.region, timeline.region, side.region)
         assert screen.contains_region(timeline.region)
         assert chat.region.height >= 6 + 2  # six rows of chat inside its border

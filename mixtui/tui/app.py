@@ -250,7 +250,7 @@ class MixtuiApp(App[int]):
         self.main.query_one("#prompt").focus()
 
     def action_focus_strip(self) -> None:
-        self.main.query_one(TokenStrip).focus()
+        self.main.focus_tokens()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -158,16 +158,26 @@ class MainScreen(Screen[None]):
         self._show_over_time()
 
     def toggle_over_time(self) -> None:
-        """Key o: the routing-over-time panel on or off (wide), or in place of the token
-        strip and back (narrow); shown, it takes the focus, so that its keys act."""
+        """Key o: show the routing-over-time panel and focus it (so that its keys act); when
+        it is focused, hide it. Wide it sits above the token strip, narrow in its place."""
         layout = "narrow" if self.has_class("narrow") else "wide"
+        timeline = self.query_one(RoutingTimeline)
+        if self._over_time[layout] and self.focused is not timeline:
+            timeline.focus()  # shown already: o reaches it
+            return
         self._over_time[layout] = not self._over_time[layout]
         self._show_over_time()
-        timeline = self.query_one(RoutingTimeline)
         if self._over_time[layout]:
             timeline.focus()
         elif self.focused is timeline:
             self.set_focus(None)
+
+    def focus_tokens(self) -> None:
+        """Key t: the token strip, or the timeline where it stands in the strip's place."""
+        if self.has_class("narrow") and self.over_time_shown:
+            self.query_one(RoutingTimeline).focus()
+        else:
+            self.query_one(TokenStrip).focus()
 
     @property
     def over_time_shown(self) -> bool:
