@@ -342,3 +342,11 @@ async def test_layouts_at_80x24_and_140x45_do_not_overlap(isolated_config_dir) -
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.1)
         assert timeline.display and not strip.display
+        # the strip focused in the wide layout loses the focus where it goes
+        await pilot.resize_terminal(140, 45)
+        await pilot.pause(0.1)
+        await pilot.press("t")
+        assert app.focused is strip
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.1)
+        assert app.focused is not strip

@@ -169,8 +169,6 @@ class MainScreen(Screen[None]):
         self._show_over_time()
         if self._over_time[layout]:
             timeline.focus()
-        elif self.focused is timeline:
-            self.set_focus(None)
 
     def focus_tokens(self) -> None:
         """Key t: the token strip, or the timeline where it stands in the strip's place."""
@@ -188,6 +186,11 @@ class MainScreen(Screen[None]):
         shown = self.over_time_shown
         self.set_class(not shown, "timeline-off")
         self.set_class(shown, "timeline-on")
+        # a panel that goes (by key o, or a resize into the other layout) takes no keys
+        focused = self.focused  # None before the widgets are mounted, too
+        if isinstance(focused, RoutingTimeline) and not shown or \
+                isinstance(focused, TokenStrip) and shown and self.has_class("narrow"):
+            self.set_focus(None)
 
     @property
     def chat(self) -> ChatLog:

@@ -443,7 +443,10 @@ class RoutingTimeline(Widget, can_focus=True):
         """The row above the cells: a tick every TICK_EVERY tokens, ▼ over the cursor."""
         chars = [("╵" if i % TICK_EVERY == 0 else " ") for i in range(first, stop)]
         cursor = self.cursor
-        segments = [Segment(f"{first + 1}".ljust(label_width)[:label_width], self._base + AXIS)]
+        # the label column: the first token on screen, where its number fits (never cut)
+        number = f"{first + 1}"
+        segments = [Segment((number if len(number) <= label_width else "").ljust(label_width),
+                            self._base + AXIS)]
         if cursor is not None and first <= cursor < stop:
             at = cursor - first
             segments += [Segment("".join(chars[:at]), self._base + AXIS),
