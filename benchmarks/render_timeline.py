@@ -9,11 +9,11 @@ every cell on screen moves), then paints every line of the widget through Textua
 line rendering (`render_lines`: the styling and cropping that the screen gets).
 
 Geometries (layers x experts) and panels (columns x rows of the widget's content):
-56 x 8 (Mixtral 8x22B) in the app's wide panel at 140 columns (48 x 15: the axis and 14
-layers, the height cap), in its narrow one (40 x 8), in the wide panel of a 250-column
-terminal (156 x 15) and in a 200 x 57 panel that shows all 56 layers and 196 tokens at once
-(taller than the app ever makes it); 48 x 128 (Qwen3-30B-A3B) in the wide panel and in
-200 x 49; 4 x 8 (nano).
+56 x 8 (Mixtral 8x22B) in the app's wide panel at 140 columns (138 x 12: the axis and 11
+layers, the height cap), in its narrow one at 80 columns (78 x 8), in the wide panel of a
+250-column terminal (248 x 12) and in a 200 x 57 panel that shows all 56 layers and 196
+tokens at once (taller than the app ever makes it); 48 x 128 (Qwen3-30B-A3B) in the wide
+panel and in 200 x 49; 4 x 8 (nano).
 Also a render that only moves the cursor (a key press: nothing appended).
 
 Reported, in ms over N renders: `median_ms`, `p95_ms`, and `cursor_median_ms`. The budget
@@ -34,8 +34,8 @@ from textual.geometry import Region
 
 from mixtui.tui.widgets.timeline import RoutingTimeline
 
-CASES = ((56, 8, 48, 15), (56, 8, 40, 8), (56, 8, 156, 15), (56, 8, 200, 57),
-         (48, 128, 48, 15), (48, 128, 200, 49), (4, 8, 48, 5))
+CASES = ((56, 8, 138, 12), (56, 8, 78, 8), (56, 8, 248, 12), (56, 8, 200, 57),
+         (48, 128, 138, 12), (48, 128, 200, 49), (4, 8, 138, 5))
 
 
 class Host(App[None]):

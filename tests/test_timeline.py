@@ -329,14 +329,17 @@ async def test_layouts_at_80x24_and_140x45_do_not_overlap(isolated_config_dir) -
         assert app.focused is timeline
         assert disjoint(chat.region, timeline.region, side.region)
         assert screen.contains_region(timeline.region)
+        assert timeline.region.width == 80 and timeline.region.y >= side.region.bottom
         assert chat.region.height >= 6 + 2  # six rows of chat inside its border
         assert timeline.region.height == 2 + 1 + 4  # border, axis, nano's four layers
-        # wide: both, one above the other, the chat above them
+        # wide: the strip under the chat, the timeline across the screen under them all
         await pilot.resize_terminal(140, 45)
         await pilot.pause(0.1)
         assert timeline.display and strip.display
         assert disjoint(chat.region, timeline.region, strip.region, side.region)
-        assert chat.region.bottom <= timeline.region.y < strip.region.y
+        assert chat.region.bottom <= strip.region.y
+        assert max(strip.region.bottom, side.region.bottom) <= timeline.region.y
+        assert timeline.region.width == 140
         assert Region(0, 0, 140, 45).contains_region(strip.region)
         # narrow again: still the timeline there (each layout keeps its choice)
         await pilot.resize_terminal(80, 24)

@@ -108,8 +108,8 @@ class MainScreen(Screen[None]):
         self._dirty = False
         self._strip_buffer: list[tuple[list[str], list[str], np.ndarray | None]] = []
         self._last_token: tuple[np.ndarray, np.ndarray, np.ndarray, str, int] | None = None
-        # Whether the routing-over-time panel shows, per layout: wide, beside the strip (on
-        # at first); narrow, in place of the strip (off at first: the strip stays).
+        # Whether the routing-over-time panel shows, per layout: wide, on at first; narrow,
+        # off at first (the chat and the strip keep the rows), and then the strip's rows too.
         self._over_time = {"wide": True, "narrow": False}
 
     # -- layout ------------------------------------------------------------------------------
@@ -118,13 +118,15 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield ChatLog(id="chat")
-                yield RoutingTimeline(id="timeline")
                 yield TokenStrip(id="strip")
             with Container(id="side"):  # wide: two columns; narrow: one, scrolling
                 with VerticalScroll(id="routing"):
                     yield RoutingHeatmap(id="heatmap")
                 yield StatsPanel(id="stats", masked=self.app.mask_live_figures,
                                  system_interval=None if self.app.mask_live_figures else 1.0)
+        # across the whole width, under the chat and the panels: a column per token, as many
+        # tokens in view as the terminal is wide
+        yield RoutingTimeline(id="timeline")
         yield Input(placeholder="Type a prompt and press Enter · Esc then ? for help",
                     id="prompt")
         yield Footer()
@@ -159,7 +161,8 @@ class MainScreen(Screen[None]):
 
     def toggle_over_time(self) -> None:
         """Key o: show the routing-over-time panel and focus it (so that its keys act); when
-        it is focused, hide it. Wide it sits above the token strip, narrow in its place."""
+        it is focused, hide it. It spans the screen under the chat and the panels; narrow it
+        takes the token strip's rows as well."""
         layout = "narrow" if self.has_class("narrow") else "wide"
         timeline = self.query_one(RoutingTimeline)
         if self._over_time[layout] and self.focused is not timeline:
