@@ -1,0 +1,784 @@
+"""The analysis screen: what the current conversation's routing means, live.
+
+What `mixtui analyze` computes from a trace (`app/analysis/`), on the chat in front of you:
+per MoE layer, each expert's share of the top-1 and top-k assignments against the uniform
+share, with entropy and imbalance, for the prompt and the answer apart; the Mixtral paper's
+Table 5 rates (a token keeps the previous token's top-1 expert; its top-k set shares one with
+the previous token's) against their random baselines and the paper's own figures; the
+expert-cache hit rate against the cache size (LRU, LFU and the offline optimum) as a chart,
+and the decode speed an offloading engine could reach at a bandwidth for the misses, for
+this model's expert size or another registry model's with as many experts and as many per
+token. A trace file compares with the conversation token by token; ctrl+e exports the report.
+
+The statistics come from `app/analysis/stats.py` on a thread worker (2,000 tokens take a few
+hundred ms): the routing arrays are taken on the UI thread (the conversation's store hands
+out rows that never change), analysed off it and posted back. While an answer streams the
+screen analyses again at most once a second (`REFRESH_S`), one run at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, Select, Static
+
+from mixtui.core.errors import MixtuiError
+from mixtui.tui.screens.dialogs import AskScreen
+from mixtui.tui.wording import say
+
+if TYPE_CHECKING:
+    from mixtui.app.analysis.stats import Agreement, Analysis, Load, OffloadPoint, Routing
+    from mixtui.app.conversation import Conversation
+    from mixtui.core.routing import RoutingBatch
+    from mixtui.core.types import ModelInfo
+    from mixtui.registry.spec import ModelSpec
+    from mixtui.tui.app import MixtuiApp
+
+REFRESH_S = 1.0  # while an answer streams: at most one analysis a second
+TICK_S = 0.25  # how often the screen looks for new tokens
+SSD_GBPS = 3.0  # the prefilled miss bandwidth: a typical NVMe SSD's sequential read
+BAR_WIDTH = 16
+ROWS_MAX = 16  # experts shown one row each up to this many; beyond, the busiest ones
+LISTED = 10  # with more experts: this many busiest listed, the rest summed and binned
+NARROW = 110  # below this many columns the panels stand one above the other
+CHART_HEIGHT = 14
+PHASES = ("all", "prompt", "generate")
+PHASE_NAMES = {"all": "all tokens", "prompt": "prompt", "generate": "answers"}
+POLICIES = (("lru", "o", "LRU"), ("lfu", "x", "LFU"), ("optimal", "*", "optimal (Belady)"))
+MEAN = "mean"  # the cache layer choice "mean over layers"
+DEFAULT_EXPORT = "mixtui-analysis.md"  # in the current folder
+EXPORTS = {".md": "md", ".markdown": "md", ".json": "json", ".txt": "table"}
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+# -- pure parts --------------------------------------------------------------------------------
+def share_bar(share: float, uniform: float, scale: float, width: int = BAR_WIDTH) -> Text:
+    """`share` as a bar of `width` cells to the scale of `scale`, with the uniform share
+    marked (│ where the bar stops short of it, a yellow cell where it passes it)."""
+    cells = [" "] * width
+    if scale > 0 and math.isfinite(share) and share > 0:
+        eighths = max(1, round(8 * width * min(share / scale, 1.0)))
+        full, part = divmod(eighths, 8)
+        for i in range(min(full, width)):
+            cells[i] = "█"
+        if part and full < width:
+            cells[full] = _EIGHTHS[part]
+    mark = min(width - 1, max(0, round(width * uniform / scale) - 1)) if scale > 0 else -1
+    text = Text()
+    for i, cell in enumerate(cells):
+        if i == mark:
+            text.append("│" if cell == " " else cell, style="yellow" if cell != " " else "dim")
+        else:
+            text.append(cell, style="green")
+    return text
+
+
+def binned(shares: Sequence[float], room: int) -> tuple[str, int]:
+    """Every expert's share in at most `room` characters, one level (▁…█) per expert or per
+    bin of experts (the bin's largest share, against the largest of all); (the strip, experts
+    per character)."""
+    size = max(1, math.ceil(len(shares) / max(room, 1)))
+    top = max(shares, default=0.0)
+    out = []
+    for start in range(0, len(shares), size):
+        value = max(shares[start:start + size])
+        out.append(_LEVELS[min(7, int(8 * value / top))] if top > 0 and value > 0 else " ")
+    return "".join(out), size
+
+
+def load_text(load: Load, num_experts: int, width: int) -> Text:
+    """One layer's load: a row per expert (the busiest ones, with many) with its top-1 and
+    top-k shares as bars against the uniform share 1/E, then entropy and imbalance."""
+    uniform = 1.0 / num_experts
+    top1, topk = list(load.top1_share), list(load.topk_share)
+    scale = max(max(top1, default=0.0), max(topk, default=0.0), 2 * uniform)
+    bar_width = max(6, min(BAR_WIDTH, (width - 24) // 2))
+    text = Text()
+    text.append(f"{'':5}{'top-1':<{bar_width + 7}}top-k\n", style="bold")
+    order = list(range(num_experts))
+    if num_experts > ROWS_MAX:  # the busiest first: 128 rows would not read
+        order = sorted(order, key=lambda e: (-topk[e], -top1[e], e))[:LISTED]
+    for e in order:
+        text.append(f"e{e:<4}")
+        text.append_text(share_bar(top1[e], uniform, scale, bar_width))
+        text.append(f"{100 * top1[e]:5.1f}% ")
+        text.append_text(share_bar(topk[e], uniform, scale, bar_width))
+        text.append(f"{100 * topk[e]:5.1f}%\n")
+    if num_experts > ROWS_MAX:
+        rest = [e for e in range(num_experts) if e not in order]
+        text.append(f"… {len(rest)} others: top-1 {100 * sum(top1[e] for e in rest):.1f}%, "
+                    f"top-k {100 * sum(topk[e] for e in rest):.1f}% together\n", style="dim")
+        strip, size = binned(topk, max(8, width - 12))
+        per = "expert" if size == 1 else f"{size} experts"
+        text.append("all top-k ")
+        text.append(strip, style="green")
+        text.append(f"\n          1 char = {per}, e0 first, shaded to the busiest\n",
+                    style="dim")
+    text.append(f"uniform 1/E = {100 * uniform:.1f}% (│) · {load.tokens} tokens\n", style="dim")
+    text.append(f"top-1: entropy {load.top1_entropy_bits:.2f} bits of "
+                f"{math.log2(num_experts):.2f}, imbalance {load.top1_imbalance:.2f}×\n")
+    text.append(f"top-k: entropy {load.topk_entropy_bits:.2f} bits of "
+                f"{math.log2(num_experts):.2f}, imbalance {load.topk_imbalance:.2f}×\n")
+    return text
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def parse_gbps(text: str, field: str, blank_ok: bool) -> float | None:
+    """A bandwidth in GB/s from a field: the number, None where blank is allowed; a
+    ValueError with the sentence to show otherwise."""
+    text = text.strip()
+    if not text:
+        if blank_ok:
+            return None
+        raise ValueError(f"Give “{field}” in GB/s, e.g. {SSD_GBPS} for a typical NVMe SSD.")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"“{field}” takes a number of GB/s (e.g. {SSD_GBPS}), not "
+                         f"{text!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"“{field}” must be more than 0 GB/s, not {text}.")
+    return value
+
+
+def export_format(path: str) -> str | None:
+    """The format a file name asks for by its suffix, or None."""
+    return EXPORTS.get(Path(path.strip()).suffix.lower())
+
+
+def hit_chart(analysis: Analysis, layer: int | None, width: int,
+              height: int = CHART_HEIGHT) -> str:
+    """The cache hit rate (%) against the capacity c, one marker per policy (ANSI colours),
+    at MoE layer ordinal `layer` or the mean over layers (None)."""
+    # deferred: plotext takes more than half a second to import; only this chart needs it
+    import plotext as plt
+
+    capacities = list(analysis.capacities)
+    # plotext draws on one global figure: cleared here, built on the UI thread only
+    fig = plt.figure
+    fig.clear()
+    plt.terminal.limit(False, False)  # the widget's size, not the terminal's
+    fig.plot_size(max(width, 24), max(height, 8))
+    fig.theme("simple")  # no backgrounds: the terminal's own, as the rest of the screen
+    for policy, marker, _ in POLICIES:
+        ys = [100 * hit_rate(analysis, policy, c, layer) for c in capacities]
+        fig.draw(fig.signal(capacities, ys, marker=marker))
+    if len(capacities) <= 12:
+        fig.ruler("x").ticks(capacities, [str(c) for c in capacities])
+    fig.ruler("x").lim(min(capacities) - 0.5, max(capacities) + 0.5)
+    fig.ruler("y").lim(0, 100)
+    where = "mean over layers" if layer is None else f"layer L{analysis.layers[layer].layer}"
+    fig.title(f"hit rate % against experts cached per layer ({where})")
+    return str(fig.build().string())
+
+
+def hit_rate(analysis: Analysis, policy: str, capacity: int, layer: int | None) -> float:
+    """The hit rate of `policy` at `capacity`: at MoE layer ordinal `layer`, or the mean."""
+    if layer is None:
+        return analysis.hit_rate(policy, capacity)
+    for point in analysis.layers[layer].cache:
+        if point.policy == policy and point.capacity == capacity:
+            return point.hit_rate
+    raise KeyError(f"no {policy} point at capacity {capacity}")
+
+
+def same_experts(registry: dict[str, ModelSpec], info: ModelInfo) -> list[ModelSpec]:
+    """The registry's models with as many experts, and as many per token by default, as
+    `info`'s: their expert sizes apply to this conversation's routing."""
+    return [spec for spec in registry.values()
+            if spec.geometry.experts == info.num_experts
+            and spec.geometry.experts_per_token == info.default_top_k]
+
+
+# -- the screen --------------------------------------------------------------------------------
+class LoadView(Static, can_focus=True):
+    """The load bars; ↑ ↓ pick the layer when it has the focus."""
+
+    BINDINGS = [Binding("up", "screen.layer(-1)", "Layer −", show=False),
+                Binding("down", "screen.layer(1)", "Layer +", show=False)]
+
+
+class AnalysisScreen(Screen[None]):
+    """The routing statistics of the current conversation, updated as tokens arrive."""
+
+    app: MixtuiApp
+    BINDINGS = [
+        Binding("escape", "leave", "Close"),
+        Binding("left_square_bracket", "layer(-1)", "Layer −"),
+        Binding("right_square_bracket", "layer(1)", "Layer +"),
+        Binding("p", "phase", "Prompt / answer"),
+        Binding("ctrl+t", "compare", "Compare trace", priority=True),
+        Binding("ctrl+e", "export", "Export", priority=True),
+    ]
+    DEFAULT_CSS = """
+    AnalysisScreen #analysis-body { height: 1fr; }
+    AnalysisScreen #analysis-head { height: auto; padding: 0 1; }
+    AnalysisScreen #analysis-message { height: auto; padding: 0 1; }
+    AnalysisScreen #analysis-message.error { color: $error; }
+    AnalysisScreen .row { height: auto; }
+    AnalysisScreen #analysis-load { width: 1fr; height: auto; border: round $accent;
+                                    padding: 0 1; }
+    AnalysisScreen #analysis-load:focus { border: round $primary; }
+    AnalysisScreen #analysis-table5 { width: 1fr; height: auto; border: round $secondary;
+                                      padding: 0 1; }
+    AnalysisScreen #analysis-fields { height: auto; padding: 0 1; margin-top: 1; }
+    AnalysisScreen .field { height: 1; }
+    AnalysisScreen .field Label { width: 24; }
+    AnalysisScreen .field Input { width: 12; }
+    AnalysisScreen .field Select { width: 1fr; }
+    AnalysisScreen .field .hint { width: 1fr; color: $text-muted; padding-left: 1; }
+    AnalysisScreen #analysis-chart { width: 1fr; height: auto; }
+    AnalysisScreen #analysis-speed { width: 1fr; height: auto; padding: 0 1; }
+    AnalysisScreen #analysis-compare { height: auto; border: round $secondary; padding: 0 1; }
+    AnalysisScreen.narrow .row { layout: vertical; }
+    AnalysisScreen.narrow .field Label { width: 17; }
+    """
+
+    class Analysed(Message):
+        """An analysis of the conversation up to `tokens` tokens, or why there is none."""
+
+        def __init__(self, stamp: tuple[int, int], routing: Routing | None,
+                     analysis: Analysis | None, error: str | None = None) -> None:
+            super().__init__()
+            self.stamp = stamp
+            self.routing = routing
+            self.analysis = analysis
+            self.error = error
+
+    class Compared(Message):
+        """The conversation against a trace file: the agreement, or the sentence why not."""
+
+        def __init__(self, path: str, agreement: Agreement | None, error: str | None) -> None:
+            super().__init__()
+            self.path = path
+            self.agreement = agreement
+            self.error = error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.analysis: Analysis | None = None
+        self.routing: Routing | None = None
+        self.info: ModelInfo | None = None  # the model of the analysed routing
+        self.layer = 0  # MoE layer ordinal of the load bars
+        self.phase = "all"
+        self.cache_layer: int | None = None  # None: the mean over layers
+        self.projection: tuple[OffloadPoint, ...] = ()
+        self.agreement: Agreement | None = None
+        self.compared_with: str | None = None
+        self.message_text = ""  # what the message line says (tests read it)
+        self.runs = 0  # analyses finished (tests read it)
+        self._stamp: tuple[int, int] | None = None  # (conversation id, tokens) last analysed
+        self._busy = False
+        self._started = 0.0  # monotonic time the last analysis started
+        self._sizes: dict[str, ModelSpec] = {}
+
+    # -- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="analysis-body"):
+            yield Static("", id="analysis-head")
+            yield Static("", id="analysis-message")
+            with Horizontal(classes="row"):
+                yield LoadView("", id="analysis-load")
+                yield Static("", id="analysis-table5")
+            with Vertical(id="analysis-fields"):
+                with Horizontal(classes="field"):
+                    yield Label("miss bandwidth GB/s")
+                    yield Input(str(SSD_GBPS), id="analysis-gbps", compact=True)
+                    yield Label("a typical NVMe SSD's read; set yours", classes="hint")
+                with Horizontal(classes="field"):
+                    yield Label("memory GB/s")
+                    yield Input("", placeholder="blank: misses only", id="analysis-memory",
+                                compact=True)
+                    yield Label("for the experts kept and the rest of the model",
+                                classes="hint")
+                with Horizontal(classes="field"):
+                    yield Label("expert size of")
+                    yield Select[str]([], id="analysis-size", compact=True, allow_blank=True,
+                                      prompt="this model")
+                with Horizontal(classes="field"):
+                    yield Label("cache curve of")
+                    yield Select[str]([("mean over layers", MEAN)], id="analysis-cache-layer",
+                                      value=MEAN, compact=True, allow_blank=False)
+            with Horizontal(classes="row"):
+                yield Static("", id="analysis-chart")
+                yield Static("", id="analysis-speed")
+            yield Static("", id="analysis-compare")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#analysis-load").border_title = "load"
+        self.query_one("#analysis-table5").border_title = "Table 5: consecutive tokens"
+        self.query_one("#analysis-compare").border_title = "compare with a trace"
+        self._layout(self.app.size.width)
+        self._fill_sizes()
+        self._show_compare()
+        self.refresh_analysis()
+        self.set_interval(TICK_S, self.refresh_analysis)
+        self.query_one("#analysis-load").focus()
+
+    def on_resize(self, event: Resize) -> None:
+        self._layout(event.size.width)
+
+    def _layout(self, width: int) -> None:
+        self.set_class(width < NARROW, "narrow")
+        self.call_after_refresh(self._show_cache)  # at the chart's new width
+
+    def say(self, text: str, error: bool = False) -> None:
+        """One sentence on the message line (an error in the error colour)."""
+        self.message_text = text
+        line = self.query_one("#analysis-message", Static)
+        line.update(text)
+        line.set_class(error, "error")
+
+    # -- what is analysed --------------------------------------------------------------------
+    @property
+    def conversation(self) -> Conversation:
+        return self.app.controller.conversation
+
+    def _model_info(self) -> ModelInfo | None:
+        return self.app.controller.info or self.conversation.info
+
+    def refresh_analysis(self) -> None:
+        """Analyse again if tokens came since the last analysis (at most once a second, one
+        run at a time, off the UI thread)."""
+        conversation = self.conversation
+        stamp = (id(conversation), len(conversation))
+        if stamp == self._stamp or self._busy:
+            return
+        if time.monotonic() - self._started < REFRESH_S:
+            return
+        info = self._model_info()
+        why = self._nothing_to_analyse(info, conversation)
+        if why is not None:
+            self._stamp = stamp
+            self.analysis = self.routing = None
+            self.info = info
+            self._show_empty(why)
+            return
+        batch = conversation.routing()
+        assert batch is not None and info is not None  # _nothing_to_analyse said otherwise
+        self._busy = True
+        self._started = time.monotonic()
+        self._analyse(stamp, batch, list(conversation.phases), list(conversation.ids), info)
+
+    def _nothing_to_analyse(self, info: ModelInfo | None, conversation: Conversation
+                            ) -> str | None:
+        if info is None:
+            return "The model has not loaded yet; its routing is analysed once it answers."
+        if not info.is_moe:
+            return (f"{info.name} is a dense model: every token goes through all of its "
+                    "parameters, so there is no routing to analyse.")
+        if not len(conversation):
+            return "No tokens yet: send a prompt, and its routing is analysed as it streams."
+        if conversation.routing() is None:
+            return ("This conversation has no routing (mixtui --no-routing, or a model of no "
+                    "known family): there is nothing to analyse.")
+        return None
+
+    @work(thread=True, exit_on_error=False, group="analysis",
+          description="analyse the conversation's routing")
+    def _analyse(self, stamp: tuple[int, int], batch: RoutingBatch, phases: list[str],
+                 ids: list[int], info: ModelInfo) -> None:
+        # deferred: the statistics need numpy, which the first frame does without
+        import numpy as np
+
+        from mixtui.app.analysis.stats import Routing, analyze
+
+        try:
+            routing = Routing.from_batch(batch, phases, info.moe_layers, info.num_experts,
+                                         scoring=info.scoring, ids=np.asarray(ids))
+            analysis = analyze(routing)
+        except Exception as exc:  # a bug: said on the screen, the chat goes on
+            self.post_message(self.Analysed(stamp, None, None, f"The analysis failed: "
+                                            f"internal error {exc!r}; please report it."))
+        else:
+            self.post_message(self.Analysed(stamp, routing, analysis))
+
+    @on(Analysed)
+    def _analysed(self, message: Analysed) -> None:
+        self._busy = False
+        self._stamp = message.stamp
+        self.runs += 1
+        if message.analysis is None:
+            self.say(message.error or "The analysis failed.", error=True)
+            return
+        first = self.analysis is None
+        self.analysis, self.routing, self.info = message.analysis, message.routing, \
+            self._model_info()
+        self.layer = min(self.layer, len(message.analysis.layers) - 1)
+        if first:
+            self._fill_cache_layers()
+        self._show_all()
+
+    # -- the views ---------------------------------------------------------------------------
+    def _show_empty(self, why: str) -> None:
+        self.query_one("#analysis-head", Static).update(Text(why, style="bold"))
+        for ident in ("analysis-load", "analysis-table5", "analysis-chart", "analysis-speed"):
+            self.query_one(f"#{ident}", Static).update("")
+        self.projection = ()
+
+    def _show_all(self) -> None:
+        self._show_head()
+        self._show_load()
+        self._show_table5()
+        self._show_cache()
+
+    def _show_head(self) -> None:
+        a, info = self.analysis, self.info
+        if a is None or info is None:
+            return
+        live = " · live: the answer is streaming" if self.app.controller.generating else ""
+        text = Text()
+        text.append(f"{info.name}", style="bold")
+        text.append(f" · {a.tokens} tokens ({a.prompt_tokens} prompt, {a.generated_tokens} "
+                    f"generated) · {len(a.layers)} MoE layers · {a.num_experts} experts, "
+                    f"{a.top_k} per token{live}\n")
+        text.append("[ ] or ↑ ↓ layer · p prompt / answers · ctrl+t compare with a trace · "
+                    "ctrl+e export · Esc closes", style="dim")
+        self.query_one("#analysis-head", Static).update(text)
+
+    def _show_load(self) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        layer = a.layers[self.layer]
+        view = self.query_one("#analysis-load", LoadView)
+        view.border_title = (f"load · layer L{layer.layer} ({self.layer + 1} of "
+                             f"{len(a.layers)}) · {PHASE_NAMES[self.phase]}")
+        load = layer.load.get(self.phase)
+        width = (view.size.width or self.app.size.width // 2) - 2
+        if load is None or load.tokens == 0:
+            view.update(Text(f"No {PHASE_NAMES[self.phase]} tokens yet; p shows another "
+                             "phase.", style="dim"))
+            return
+        text = load_text(load, a.num_experts, width)
+        others = [p for p in PHASES if p != self.phase and p != "all"]
+        for phase in others if self.phase != "all" else ("prompt", "generate"):
+            other = layer.load.get(phase)
+            if other is not None and other.tokens:
+                text.append(f"{PHASE_NAMES[phase]}: top-1 entropy "
+                            f"{other.top1_entropy_bits:.2f} bits, imbalance "
+                            f"{other.top1_imbalance:.2f}× ({other.tokens} tokens)\n",
+                            style="dim")
+        text.append(f"router entropy {layer.router_entropy_bits:.2f} bits · top-1 weight "
+                    f"share {percent(layer.top1_weight_share)}", style="dim")
+        view.update(text)
+
+    def _show_table5(self) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        # deferred with the statistics: report.py comes with them
+        from mixtui.app.analysis.report import PAPER_TABLE5
+
+        text = Text()
+        text.append(f"{'layer':<7}{'top-1 repeat':>13}{'top-k share one':>17}\n", style="bold")
+        text.append(f"{'random':<7}{percent(a.top1_baseline):>13}"
+                    f"{percent(a.topk_baseline):>17}\n", style="dim")
+        for i, layer in enumerate(a.layers):
+            style = "reverse" if i == self.layer else ""
+            text.append(f"L{layer.layer:<6}{percent(layer.top1_repeat_rate):>13}"
+                        f"{percent(layer.topk_repeat_rate):>17}\n", style=style)
+        text.append("\nthe Mixtral paper (8x7B, Table 5, over its domains):\n", style="dim")
+        for row in paper_rows(PAPER_TABLE5):
+            text.append(row + "\n", style="dim")
+        self.query_one("#analysis-table5", Static).update(text)
+
+    def _show_cache(self) -> None:
+        a = self.analysis
+        chart = self.query_one("#analysis-chart", Static)
+        if a is None:
+            return
+        width = (chart.size.width or (self.app.size.width
+                                      if self.has_class("narrow") else self.app.size.width // 2))
+        layer = self.cache_layer
+        text = Text.from_ansi(hit_chart(a, layer, width - 1))
+        text.append("\n")
+        for _, marker, name in POLICIES:
+            text.append(f" {marker} {name} ")
+        chart.update(text)
+        self._show_projection()
+
+    def _show_projection(self) -> None:
+        a = self.analysis
+        speed = self.query_one("#analysis-speed", Static)
+        if a is None:
+            return
+        try:
+            cache_gbps = parse_gbps(self.query_one("#analysis-gbps", Input).value,
+                                    "miss bandwidth", blank_ok=False)
+            memory_gbps = parse_gbps(self.query_one("#analysis-memory", Input).value,
+                                     "memory GB/s", blank_ok=True)
+        except ValueError as exc:
+            self.projection = ()
+            speed.update(Text(str(exc), style="red"))
+            return
+        spec = self._size_spec()
+        if spec is None:
+            self.projection = ()
+            speed.update(Text("This model is not in the registry, so its expert size is not "
+                              "known; pick a model with the same experts under “expert size "
+                              "of”.", style="dim"))
+            return
+        # deferred with the statistics: numpy
+        from mixtui.app.analysis.stats import offload
+        from mixtui.app.analysis.trace import expert_bytes, resident_bytes_per_token
+
+        try:
+            size = expert_bytes(spec)
+            resident = resident_bytes_per_token(spec)
+        except MixtuiError as exc:
+            self.projection = ()
+            speed.update(Text(say(exc), style="red"))
+            return
+        layers = len(spec.geometry.moe_layers)
+        points = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="lru")
+        best = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="optimal")
+        self.projection = points
+        text = Text()
+        text.append(f"offloading {spec.name}: {size / 1e6:.1f} MB per expert, {layers} MoE "
+                    f"layers, misses at {cache_gbps:g} GB/s"
+                    + (f", the rest at {memory_gbps:g} GB/s" if memory_gbps else "") + "\n",
+                    style="bold")
+        text.append(f"{'c':>4}{'LRU hit':>9}{'MB/token':>10}{'tok/s':>8}{'optimal':>9}\n",
+                    style="bold")
+        for p, q in zip(points, best, strict=True):
+            text.append(f"{p.capacity:>4}{percent(p.hit_rate):>9}"
+                        f"{p.miss_bytes_per_token / 1e6:>10.1f}{_tps(p.tokens_per_s):>8}"
+                        f"{_tps(q.tokens_per_s):>9}\n")
+        text.append("tok/s: decode speed an offloading engine could reach on this "
+                    "conversation, c experts per layer kept in memory", style="dim")
+        speed.update(text)
+
+    def _size_spec(self) -> ModelSpec | None:
+        choice = self.query_one("#analysis-size", Select).value
+        if isinstance(choice, str) and choice in self._sizes:
+            return self._sizes[choice]
+        return self.app.main.spec
+
+    def _fill_sizes(self) -> None:
+        info = self._model_info()
+        select = self.query_one("#analysis-size", Select)
+        if info is None or not info.is_moe:
+            return
+        spec = self.app.main.spec
+        try:
+            registry = self.app.main.registry()
+        except MixtuiError as exc:
+            self.say(say(exc), error=True)
+            return
+        self._sizes = {s.key: s for s in same_experts(registry, info)
+                       if spec is None or s.key != spec.key}
+        select.set_options([(s.name, s.key) for s in self._sizes.values()])
+        select.prompt = spec.name if spec is not None else "this model"
+
+    def _fill_cache_layers(self) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        select = self.query_one("#analysis-cache-layer", Select)
+        select.set_options([("mean over layers", MEAN)]
+                           + [(f"layer L{layer.layer}", str(i))
+                              for i, layer in enumerate(a.layers)])
+        select.value = MEAN
+
+    # -- keys and fields ---------------------------------------------------------------------
+    def action_layer(self, step: int) -> None:
+        a = self.analysis
+        if a is None:
+            return
+        self.layer = (self.layer + step) % len(a.layers)
+        self._show_load()
+        self._show_table5()
+
+    def action_phase(self) -> None:
+        self.phase = PHASES[(PHASES.index(self.phase) + 1) % len(PHASES)]
+        self._show_load()
+
+    def action_leave(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Changed, "#analysis-gbps, #analysis-memory")
+    def _bandwidth_changed(self) -> None:
+        self._show_projection()
+
+    @on(Select.Changed, "#analysis-size")
+    def _size_changed(self) -> None:
+        self._show_projection()
+
+    @on(Select.Changed, "#analysis-cache-layer")
+    def _cache_layer_changed(self, event: Select.Changed) -> None:
+        value = event.value
+        self.cache_layer = int(value) if isinstance(value, str) and value != MEAN else None
+        self._show_cache()
+
+    # -- compare with a trace ----------------------------------------------------------------
+    def action_compare(self) -> None:
+        if self.routing is None:
+            self.say("Nothing to compare yet: the conversation needs routing first.")
+            return
+
+        def done(path: str | None) -> None:
+            if path and path.strip():
+                self.compare(path.strip())
+
+        self.app.push_screen(AskScreen("compare with a trace",
+                                       "A trace file written by mixtui (JSON Lines): the "
+                                       "same text, another k or model of the same experts",
+                                       self.compared_with or "", None), done)
+
+    def compare(self, path: str) -> None:
+        """Read the trace at `path` off the UI thread and compare it with the conversation."""
+        routing = self.routing
+        if routing is None:
+            return
+        self.say(f"Reading {path}…")
+        self._compare(path, routing)
+
+    @work(thread=True, exit_on_error=False, group="analysis-compare",
+          description="read a trace file and compare its routing with the conversation's")
+    def _compare(self, path: str, routing: Routing) -> None:
+        # deferred: the statistics need numpy
+        from mixtui.app.analysis.stats import agreement
+        from mixtui.app.analysis.trace import read_routing
+
+        try:
+            other = read_routing(Path(path).expanduser())
+            result = agreement(routing, other)
+        except MixtuiError as exc:
+            self.post_message(self.Compared(path, None, say(exc)))
+        except ValueError as exc:  # agreement's refusal: one sentence
+            self.post_message(self.Compared(path, None, str(exc)))
+        except OSError as exc:
+            self.post_message(self.Compared(path, None, f"{path} cannot be read "
+                                            f"({exc.strerror or exc}); give the path of a "
+                                            "trace file."))
+        except Exception as exc:  # a bug: said, the screen goes on
+            self.post_message(self.Compared(path, None, f"The compare failed: internal error "
+                                            f"{exc!r}; please report it."))
+        else:
+            self.post_message(self.Compared(path, result, None))
+
+    @on(Compared)
+    def _compared(self, message: Compared) -> None:
+        if message.agreement is None:
+            self.say(f"Not compared: {message.error}", error=True)
+            return
+        self.agreement, self.compared_with = message.agreement, message.path
+        self.say(f"Compared with {message.path}.")
+        self._show_compare()
+
+    def _show_compare(self) -> None:
+        box = self.query_one("#analysis-compare", Static)
+        agree = self.agreement
+        if agree is None:
+            box.update(Text("ctrl+t: a trace of the same text (another experts-per-token "
+                            "setting, or base against instruct) — the share of tokens whose "
+                            "top-1 and top-k experts agree, per layer.", style="dim"))
+            return
+        box.update(agreement_text(agree, self.compared_with or ""))
+
+    # -- export ------------------------------------------------------------------------------
+    def action_export(self) -> None:
+        if self.analysis is None:
+            self.say("Nothing to export yet: the conversation needs routing first.")
+            return
+
+        def check(text: str) -> str | None:
+            if export_format(text) is None:
+                return "End the file name in .md (Markdown) or .json (.txt: the text table)."
+            return None
+
+        def done(path: str | None) -> None:
+            if path and path.strip():
+                self.export(path.strip())
+
+        self.app.push_screen(AskScreen("export the analysis", "File: .md (Markdown) or .json",
+                                       DEFAULT_EXPORT, check), done)
+
+    def export(self, path: str) -> None:
+        """Write the report to `path` in the format its suffix names, off the UI thread."""
+        fmt = export_format(path)
+        assert fmt is not None
+        report = self.report()
+        where = Path(path).expanduser().absolute()
+        self.say(f"Writing {where}…")
+        self._export(report, fmt, where)
+
+    def report(self) -> Any:
+        """What the export writes: the analysis, the projection and the compare."""
+        from mixtui.app.analysis.report import Report  # deferred with the statistics
+
+        return Report(analysis=self.analysis, offload=self.projection,
+                      agreement=self.agreement, model=self.info.name if self.info else "")
+
+    @work(thread=True, exit_on_error=False, group="analysis-export",
+          description="write the analysis report")
+    def _export(self, report: Any, fmt: str, where: Path) -> None:
+        from mixtui.app.analysis.report import render  # deferred with the statistics
+        from mixtui.core.files import atomic_write_text
+
+        try:
+            atomic_write_text(where, render(report, fmt))
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            self.post_message(self.Exported(None, f"Not exported: {where} cannot be written "
+                                                  f"({why}); give a path in a folder you can "
+                                                  "write to."))
+        except Exception as exc:  # a bug: said, the screen goes on
+            self.post_message(self.Exported(None, f"Not exported: internal error {exc!r}; "
+                                                  "please report it."))
+        else:
+            self.post_message(self.Exported(where, None))
+
+    class Exported(Message):
+        """The report is written (its path), or the sentence why not."""
+
+        def __init__(self, path: Path | None, error: str | None) -> None:
+            super().__init__()
+            self.path = path
+            self.error = error
+
+    @on(Exported)
+    def _exported(self, message: Exported) -> None:
+        if message.path is None:
+            self.say(message.error or "Not exported.", error=True)
+        else:
+            self.say(f"Exported the analysis to {message.path}.")
+
+
+def _tps(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def paper_rows(table: Any) -> list[str]:
+    """The paper's Table 5 figures as lines (first, middle and last layer)."""
+    return [str(row) for row in table]
+
+
+def agreement_text(agree: Agreement, path: str) -> Text:
+    """The per-layer top-1 / top-k agreement with a trace."""
+    text = Text()
+    text.append(f"against {path}\n", style="bold")
+    text.append(str(agree))
+    return text
+
+
+__all__ = ["AnalysisScreen", "binned", "export_format", "hit_chart", "load_text",
+           "parse_gbps", "same_experts", "share_bar"]
