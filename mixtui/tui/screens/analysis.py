@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -39,6 +39,8 @@ from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.wording import say
 
 if TYPE_CHECKING:
+    from mixtui.app.analysis.report import Report
+    from mixtui.app.analysis.sizes import ExpertSize
     from mixtui.app.analysis.stats import Agreement, Analysis, Load, OffloadPoint, Routing
     from mixtui.app.conversation import Conversation
     from mixtui.core.routing import RoutingBatch
@@ -192,10 +194,7 @@ def hit_rate(analysis: Analysis, policy: str, capacity: int, layer: int | None) 
     """The hit rate of `policy` at `capacity`: at MoE layer ordinal `layer`, or the mean."""
     if layer is None:
         return analysis.hit_rate(policy, capacity)
-    for point in analysis.layers[layer].cache:
-        if point.policy == policy and point.capacity == capacity:
-            return point.hit_rate
-    raise KeyError(f"no {policy} point at capacity {capacity}")
+    return analysis.layers[layer].hit_rate(policy, capacity)
 
 
 def same_experts(registry: dict[str, ModelSpec], info: ModelInfo) -> list[ModelSpec]:
@@ -275,14 +274,16 @@ class AnalysisScreen(Screen[None]):
         self.analysis: Analysis | None = None
         self.routing: Routing | None = None
         self.info: ModelInfo | None = None  # the model of the analysed routing
-        self.layer = 0  # MoE layer ordinal of the load bars
+        self.layer_index = 0  # MoE layer ordinal of the load bars
         self.phase = "all"
         self.cache_layer: int | None = None  # None: the mean over layers
-        self.projection: tuple[OffloadPoint, ...] = ()
+        self.projection: tuple[OffloadPoint, ...] = ()  # LRU, at the bandwidth set
+        self.sizes: ExpertSize | None = None  # the expert size it is for
         self.agreement: Agreement | None = None
         self.compared_with: str | None = None
         self.message_text = ""  # what the message line says (tests read it)
         self.runs = 0  # analyses finished (tests read it)
+        self.started_at: list[float] = []  # monotonic start of each analysis (tests read it)
         self._stamp: tuple[int, int] | None = None  # (conversation id, tokens) last analysed
         self._busy = False
         self._started = 0.0  # monotonic time the last analysis started
@@ -375,6 +376,7 @@ class AnalysisScreen(Screen[None]):
         assert batch is not None and info is not None  # _nothing_to_analyse said otherwise
         self._busy = True
         self._started = time.monotonic()
+        self.started_at.append(self._started)
         self._analyse(stamp, batch, list(conversation.phases), list(conversation.ids), info)
 
     def _nothing_to_analyse(self, info: ModelInfo | None, conversation: Conversation
@@ -421,7 +423,7 @@ class AnalysisScreen(Screen[None]):
         first = self.analysis is None
         self.analysis, self.routing, self.info = message.analysis, message.routing, \
             self._model_info()
-        self.layer = min(self.layer, len(message.analysis.layers) - 1)
+        self.layer_index = min(self.layer_index, len(message.analysis.layers) - 1)
         if first:
             self._fill_cache_layers()
         self._show_all()
@@ -457,9 +459,9 @@ class AnalysisScreen(Screen[None]):
         a = self.analysis
         if a is None:
             return
-        layer = a.layers[self.layer]
+        layer = a.layers[self.layer_index]
         view = self.query_one("#analysis-load", LoadView)
-        view.border_title = (f"load · layer L{layer.layer} ({self.layer + 1} of "
+        view.border_title = (f"load · layer L{layer.layer} ({self.layer_index + 1} of "
                              f"{len(a.layers)}) · {PHASE_NAMES[self.phase]}")
         load = layer.load.get(self.phase)
         width = (view.size.width or self.app.size.width // 2) - 2
@@ -492,12 +494,11 @@ class AnalysisScreen(Screen[None]):
         text.append(f"{'random':<7}{percent(a.top1_baseline):>13}"
                     f"{percent(a.topk_baseline):>17}\n", style="dim")
         for i, layer in enumerate(a.layers):
-            style = "reverse" if i == self.layer else ""
+            style = "reverse" if i == self.layer_index else ""
             text.append(f"L{layer.layer:<6}{percent(layer.top1_repeat_rate):>13}"
                         f"{percent(layer.topk_repeat_rate):>17}\n", style=style)
-        text.append("\nthe Mixtral paper (8x7B, Table 5, over its domains):\n", style="dim")
-        for row in paper_rows(PAPER_TABLE5):
-            text.append(row + "\n", style="dim")
+        text.append("\n")
+        text.append_text(paper_text(PAPER_TABLE5, a))
         self.query_one("#analysis-table5", Static).update(text)
 
     def _show_cache(self) -> None:
@@ -537,20 +538,20 @@ class AnalysisScreen(Screen[None]):
                               "of”.", style="dim"))
             return
         # deferred with the statistics: numpy
+        from mixtui.app.analysis.sizes import expert_size
         from mixtui.app.analysis.stats import offload
-        from mixtui.app.analysis.trace import expert_bytes, resident_bytes_per_token
 
         try:
-            size = expert_bytes(spec)
-            resident = resident_bytes_per_token(spec)
+            sizes = expert_size(spec, k=a.top_k)
         except MixtuiError as exc:
-            self.projection = ()
+            self.sizes, self.projection = None, ()
             speed.update(Text(say(exc), style="red"))
             return
-        layers = len(spec.geometry.moe_layers)
+        size, layers = sizes.expert_bytes, sizes.moe_layers
+        resident = sizes.resident_bytes_per_token
         points = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="lru")
         best = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="optimal")
-        self.projection = points
+        self.sizes, self.projection = sizes, points
         text = Text()
         text.append(f"offloading {spec.name}: {size / 1e6:.1f} MB per expert, {layers} MoE "
                     f"layers, misses at {cache_gbps:g} GB/s"
@@ -603,7 +604,7 @@ class AnalysisScreen(Screen[None]):
         a = self.analysis
         if a is None:
             return
-        self.layer = (self.layer + step) % len(a.layers)
+        self.layer_index = (self.layer_index + step) % len(a.layers)
         self._show_load()
         self._show_table5()
 
@@ -656,11 +657,11 @@ class AnalysisScreen(Screen[None]):
     def _compare(self, path: str, routing: Routing) -> None:
         # deferred: the statistics need numpy
         from mixtui.app.analysis.stats import agreement
-        from mixtui.app.analysis.trace import read_routing
+        from mixtui.app.analysis.tracefile import read_routing
 
         try:
             other = read_routing(Path(path).expanduser())
-            result = agreement(routing, other)
+            result = agreement(routing, other.routing)
         except MixtuiError as exc:
             self.post_message(self.Compared(path, None, say(exc)))
         except ValueError as exc:  # agreement's refusal: one sentence
@@ -721,16 +722,26 @@ class AnalysisScreen(Screen[None]):
         self.say(f"Writing {where}…")
         self._export(report, fmt, where)
 
-    def report(self) -> Any:
+    def report(self) -> Report:
         """What the export writes: the analysis, the projection and the compare."""
         from mixtui.app.analysis.report import Report  # deferred with the statistics
 
-        return Report(analysis=self.analysis, offload=self.projection,
-                      agreement=self.agreement, model=self.info.name if self.info else "")
+        assert self.analysis is not None
+        notes = [f"Live conversation in mixtui with {self.info.name if self.info else '?'}."]
+        if self.projection:
+            gbps = self.query_one("#analysis-gbps", Input).value.strip()
+            notes.append(f"Offloading projected at {gbps} GB/s for the misses (the screen's "
+                         "figure).")
+        if self.agreement is not None and self.compared_with:
+            notes.append(f"Compared with {self.compared_with}.")
+        return Report(analysis=self.analysis, model=self.info.name if self.info else "",
+                      source="the conversation in the mixtui TUI", sizes=self.sizes,
+                      offload=self.projection, notes=tuple(notes), agreement=self.agreement,
+                      shown=shown_layers(len(self.analysis.layers)))
 
     @work(thread=True, exit_on_error=False, group="analysis-export",
           description="write the analysis report")
-    def _export(self, report: Any, fmt: str, where: Path) -> None:
+    def _export(self, report: Report, fmt: str, where: Path) -> None:
         from mixtui.app.analysis.report import render  # deferred with the statistics
         from mixtui.core.files import atomic_write_text
 
@@ -767,16 +778,42 @@ def _tps(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def paper_rows(table: Any) -> list[str]:
-    """The paper's Table 5 figures as lines (first, middle and last layer)."""
-    return [str(row) for row in table]
+def shown_layers(layers: int) -> tuple[int, ...]:
+    """The first, middle and last MoE layer ordinals (the paper's layers 0, 15 and 31)."""
+    return tuple(dict.fromkeys((0, (layers - 1) // 2, layers - 1)))
+
+
+def paper_text(table: dict[str, dict[str, tuple[float, ...]]], analysis: Analysis) -> Text:
+    """The Mixtral paper's Table 5 (its range over domains, in %) at its first, middle and
+    last layer, beside this conversation's rates at its own first, middle and last."""
+    text = Text()
+    text.append("the Mixtral paper (8x7B; Table 5, range over its domains) │ here\n",
+                style="dim")
+    names = ("first", "middle", "last")
+    for pos, ordinal in enumerate(shown_layers(len(analysis.layers))):
+        layer = analysis.layers[ordinal]
+        parts = []
+        for key, mine in (("top1", layer.top1_repeat_rate), ("topk", layer.topk_repeat_rate)):
+            column = [row[key][pos] for row in table.values()]
+            parts.append(f"{min(column):.0f}–{max(column):.0f}% │ {percent(mine):>6}")
+        name = names[pos] if len(analysis.layers) > 2 else ("first", "last")[min(pos, 1)]
+        text.append(f"{name:<7}L{layer.layer:<4}{parts[0]:>17}  {parts[1]:>17}\n")
+    return text
 
 
 def agreement_text(agree: Agreement, path: str) -> Text:
     """The per-layer top-1 / top-k agreement with a trace."""
     text = Text()
-    text.append(f"against {path}\n", style="bold")
-    text.append(str(agree))
+    text.append(f"against {path}: {agree.tokens} tokens compared "
+                f"(k {agree.a_top_k} here, {agree.b_top_k} there)", style="bold")
+    if agree.diverged_at is not None:
+        text.append(f"; the texts part at token {agree.diverged_at}")
+    text.append("\n")
+    text.append(f"{'layer':<7}{'top-1 agree':>12}{'top-k agree':>13}{'overlap':>9}\n",
+                style="bold")
+    for layer in agree.layers:
+        text.append(f"L{layer.layer:<6}{percent(layer.top1_agree):>12}"
+                    f"{percent(layer.topk_agree):>13}{percent(layer.mean_overlap):>9}\n")
     return text
 
 
