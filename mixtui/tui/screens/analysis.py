@@ -178,7 +178,7 @@ def hit_chart(analysis: Analysis, layer: int | None, width: int,
     plt.terminal.limit(False, False)  # the widget's size, not the terminal's
     fig.plot_size(max(width, 24), max(height, 8))
     fig.theme("simple")  # no backgrounds: the terminal's own, as the rest of the screen
-    for policy, marker, _ in POLICIES:
+    for policy, marker, _ in reversed(POLICIES):  # LRU, the one projected, drawn last: on top
         ys = [100 * hit_rate(analysis, policy, c, layer) for c in capacities]
         fig.draw(fig.signal(capacities, ys, marker=marker))
     if len(capacities) <= 12:
@@ -509,7 +509,8 @@ class AnalysisScreen(Screen[None]):
         width = (chart.size.width or (self.app.size.width
                                       if self.has_class("narrow") else self.app.size.width // 2))
         layer = self.cache_layer
-        text = Text.from_ansi(hit_chart(a, layer, width - 1))
+        # plotext's lines come out a little wider than asked: a margin, and never wrapped
+        text = Text.from_ansi(hit_chart(a, layer, width - 4), no_wrap=True, overflow="crop")
         text.append("\n")
         for _, marker, name in POLICIES:
             text.append(f" {marker} {name} ")
