@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from mixtui.core.errors import UsageError
 from mixtui.core.types import ModelInfo, Stats
 from mixtui.engine.messages import Tokens
 
@@ -91,19 +92,85 @@ class TraceWriter:
         self._out.flush()
 
 
+class TraceError(UsageError, ValueError):
+    """A file that is not a trace this mixtui reads: one sentence naming the line (exit 2).
+    Also a ValueError, as read_trace's errors always were."""
+
+    code = "bad-trace"
+
+
+_WRITE_AGAIN = "write it again with `mixtui generate --trace`"
+
+
+def _bad(path: Path, line: int, what: str, remedy: str = _WRITE_AGAIN) -> TraceError:
+    return TraceError(f"{path}, line {line}: {what}; {remedy}.", facts={"path": str(path),
+                                                                       "line": line})
+
+
+def read_trace_lines(path: Path) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any]]],
+                                          list[dict[str, Any]]]:
+    """(header, [(line number, token record)], summaries) of a trace file, checking each
+    line: JSON, a record of a known type, a header this mixtui reads, token indices without
+    gaps. Raises TraceError naming the first bad line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"{path} does not exist; give the file `mixtui generate --trace` "
+                         "wrote.", facts={"path": str(path)}) from None
+    except OSError as exc:
+        raise TraceError(f"Cannot read {path} ({exc.strerror}); give a trace file.",
+                         facts={"path": str(path)}) from None
+    header: dict[str, Any] | None = None
+    tokens: list[tuple[int, dict[str, Any]]] = []
+    summaries: list[dict[str, Any]] = []
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            if header is None:
+                raise _bad(path, n, "this is not a mixtui trace (the line is not JSON)",
+                           "give a file written by `mixtui generate --trace`") from None
+            raise _bad(path, n, "the line is not JSON (the trace is cut short or damaged)"
+                       ) from None
+        kind = record.get("type") if isinstance(record, dict) else None
+        if header is None:
+            if kind != "header" or record.get("format") != FORMAT:
+                raise _bad(path, n, "this is not a mixtui trace (its first line is not a "
+                           "mixtui-trace header)", "give a file written by `mixtui generate "
+                           "--trace`")
+            if record.get("version") not in READABLE:
+                raise _bad(path, n, f"the trace is version {record.get('version')} and this "
+                           f"mixtui reads versions {', '.join(map(str, READABLE))}",
+                           "read it with the mixtui that wrote it, or update mixtui")
+            header = upgrade_header(record)
+        elif kind == "token":
+            assert isinstance(record, dict)
+            if record.get("i") != len(tokens):
+                raise _bad(path, n, f"token record {len(tokens)} has index "
+                           f"{record.get('i')!r}")
+            if record.get("phase") not in ("prompt", "generate") or not isinstance(
+                    record.get("id"), int):
+                raise _bad(path, n, "the token record has no phase (prompt or generate) or "
+                           "no token id")
+            tokens.append((n, record))
+        elif kind == "summary":
+            assert isinstance(record, dict)
+            summaries.append(record)
+        elif kind == "header":
+            raise _bad(path, n, "a second header (two traces joined into one file?)",
+                       "keep one trace per file")
+        else:
+            raise _bad(path, n, "the line is not a header, token or summary record")
+    if header is None:
+        raise TraceError(f"{path} is empty, not a mixtui trace; give a file written by "
+                         "`mixtui generate --trace`.", facts={"path": str(path)})
+    return header, tokens, summaries
+
+
 def read_trace(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
-    """(header, token records, summary or None) of a trace file, checking its shape."""
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    if not lines or lines[0].get("type") != "header" or lines[0].get("format") != FORMAT:
-        raise ValueError(f"{path} is not a mixtui trace (no header line)")
-    header = lines[0]
-    if header.get("version") not in READABLE:
-        raise ValueError(f"{path} is trace version {header.get('version')}; this mixtui reads "
-                         f"versions {', '.join(map(str, READABLE))}")
-    header = upgrade_header(header)
-    tokens = [rec for rec in lines[1:] if rec.get("type") == "token"]
-    summaries = [rec for rec in lines[1:] if rec.get("type") == "summary"]
-    for i, rec in enumerate(tokens):
-        if rec["i"] != i:
-            raise ValueError(f"{path}: token record {i} has index {rec['i']}")
-    return header, tokens, summaries[-1] if summaries else None
+    """(header, token records, last summary or None) of a trace file, checking its shape
+    (TraceError, a ValueError, naming the line otherwise)."""
+    header, tokens, summaries = read_trace_lines(path)
+    return header, [rec for _, rec in tokens], summaries[-1] if summaries else None

@@ -76,7 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generate even if the model does not fit the memory budget")
     _add_hub_commands(sub, common)
     _add_bench(sub, common)
+    _add_analyze(sub, common)
     return parser
+
+
+def _add_analyze(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    analyze = sub.add_parser(
+        "analyze", parents=[common],
+        help="what a trace's routing means: load, repeats, co-activation, an expert cache",
+        description="Per MoE layer of a trace written by `mixtui generate --trace`: each "
+                    "expert's load, the Mixtral paper's Table 5 repeat rates against their "
+                    "random baselines, co-activation, router confidence, an LRU/LFU/optimal "
+                    "expert-cache replay and the decode speed an offloading engine would "
+                    "reach (docs/analysis.md).")
+    analyze.add_argument("trace", type=Path, metavar="TRACE.jsonl", help="the trace file")
+    analyze.add_argument("--compare", type=Path, metavar="OTHER.jsonl",
+                         help="per layer, how often another run of the same text chose the "
+                              "same experts")
+    analyze.add_argument("--layers", metavar="L,...",
+                         help="the MoE layers to show: 0,15,31 or 0-3 or first,middle,last "
+                              "(default: all)")
+    analyze.add_argument("--cache-bandwidth", type=float, metavar="GB/s",
+                         help="the speed the missed experts load at (an SSD's), for tokens/s")
+    analyze.add_argument("--memory-bandwidth", type=float, metavar="GB/s",
+                         help="memory bandwidth for the resident weights (default: this "
+                              "machine's probe from `mixtui bench`, or the Apple chip's figure)")
+    analyze.add_argument("--expert-model", metavar="KEY",
+                         help="project onto this registry model's expert size (default: the "
+                              "trace's model)")
+    analyze.add_argument("--format", choices=("table", "md", "json"), default="table",
+                         help="how to print the report (table)")
+    analyze.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE")
 
 
 def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -143,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     pairs = zip(words, words[1:], strict=False)
     _Parser.as_json = ("--json" in words and bool({"generate", "models"} & set(words))
-                       or "bench" in words and ("--format=json" in words
+                       or bool({"bench", "analyze"} & set(words)) and ("--format=json" in words
                                                 or ("--format", "json") in pairs))
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
@@ -173,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
                 perplexity=args.perplexity, perplexity_tokens=args.perplexity_tokens,
                 force=getattr(args, "force", False), probe=args.probe)
             return bench.run(request, args.format, args.out)
+        if args.command == "analyze":
+            from mixtui.cli import analyze  # deferred: a command loads only what it needs
+
+            return analyze.run(analyze.AnalyzeArgs(
+                trace=args.trace, compare=args.compare, layers=args.layers,
+                cache_gbps=args.cache_bandwidth, memory_gbps=args.memory_bandwidth,
+                expert_model=args.expert_model, fmt=args.format, out=args.out))
         if args.command == "generate":
             from mixtui.cli.generate import (  # deferred: a command loads only what it needs
                 GenerateArgs,

@@ -312,28 +312,37 @@ def analyze(routing: Routing, capacities: Sequence[int] | None = None) -> Analys
 
 
 # -- the expert-cache replay -----------------------------------------------------------------------
-def _next_uses(ranked: np.ndarray) -> np.ndarray:
-    """(T, L, k) the index of the next token that uses the same expert at the same layer
-    (T where none does), for the offline optimum."""
-    t, layers, k = ranked.shape
-    out = np.full(ranked.shape, t, dtype=np.int64)
-    if t == 0:
-        return out
-    # sort the accesses by (layer, expert, token): each one's successor in that order is its
-    # next use when it has the same layer and expert
-    tok = np.broadcast_to(np.arange(t)[:, None, None], ranked.shape).ravel()
-    lay = np.broadcast_to(np.arange(layers)[None, :, None], ranked.shape).ravel()
-    exp = ranked.ravel()
-    flat = np.arange(ranked.size)
-    real = exp != NO_EXPERT
-    tok, lay, exp, flat = tok[real], lay[real], exp[real], flat[real]
-    order = np.lexsort((tok, exp, lay))
-    tok, lay, exp, flat = tok[order], lay[order], exp[order], flat[order]
-    same = (lay[:-1] == lay[1:]) & (exp[:-1] == exp[1:])
-    nxt = np.full(len(tok), t, dtype=np.int64)
-    nxt[:-1][same] = tok[1:][same]
-    out.ravel()[flat] = nxt
-    return out
+CHUNK = 256  # tokens whose eviction keys are worked out at once (memory: CHUNK x 3 x L x E)
+
+
+def _chunk_need(ranked: np.ndarray, num_experts: int) -> np.ndarray:
+    """(b, L, E) True where a token of the chunk needs an expert."""
+    b, layers, _ = ranked.shape
+    need = np.zeros((b, layers, num_experts + 1), dtype=bool)  # the last column: padding
+    t_idx = np.arange(b)[:, None, None]
+    l_idx = np.arange(layers)[None, :, None]
+    need[t_idx, l_idx, np.where(ranked != NO_EXPERT, ranked, num_experts)] = True
+    return need[..., :num_experts]
+
+
+def _first_use_from(need: np.ndarray, start: int, after: np.ndarray, never: int) -> np.ndarray:
+    """(b, L, E): for each token of a chunk beginning at `start`, the first token at or after
+    it that uses each expert; `after` (L, E) is that for the token after the chunk."""
+    b = len(need)
+    at = np.where(need, (start + np.arange(b))[:, None, None], never)
+    rev = np.minimum.accumulate(np.concatenate([after[None], at[::-1]]), axis=0)
+    return rev[:0:-1]
+
+
+def _count(mask: np.ndarray) -> np.ndarray:
+    """True values along the last axis of a C-contiguous bool array: its bytes read as
+    uint64 words and their bits counted (several times faster than sum for small E)."""
+    e = mask.shape[-1]
+    if e % 8:
+        return mask.sum(axis=-1)
+    words = mask.view(np.uint64)
+    counted = np.bitwise_count(words)
+    return counted[..., 0] if e == 8 else counted.sum(axis=-1)
 
 
 def _replay(ranked: np.ndarray, num_experts: int,
@@ -346,52 +355,79 @@ def _replay(ranked: np.ndarray, num_experts: int,
     - lru: last use (a token's experts in falling weight count as used in that order);
     - lfu: uses so far, counted over the whole trace (they survive eviction), then last use;
     - optimal: the next use, farthest first (never again before all), then last use.
-    The keys depend on the trace alone, not on the cache, so they are kept once per layer.
+    The keys depend on the trace alone, not on what is cached, so they are worked out for a
+    chunk of tokens at once with cumulative sums and maxima; only the cache itself steps
+    token by token. An expert that is evicted is not used by the token, so its key counted
+    up to and including that token is its key before it.
     """
     t, layers, k = ranked.shape
     e = num_experts
-    n_pol, caps = len(POLICIES), np.array(capacities)
-    cached = np.zeros((n_pol, len(caps), layers, e), dtype=bool)
-    hits = np.zeros((n_pol, len(caps), layers), dtype=np.int64)
-    lookups = (ranked != NO_EXPERT).sum(axis=(0, 2)).astype(np.int64)
+    caps = np.array(capacities)
+    room = caps[None, :, None]  # (1, C, 1)
+    hits = np.zeros((len(POLICIES), len(caps), layers), dtype=np.int64)
+    lru, others = hits[0], hits[1:]  # views: LRU by stack depth, the others step by step
+    cached = np.zeros((*others.shape, e), dtype=bool)  # (P-1, C, L, E)
+    size = np.zeros(others.shape, dtype=np.int64)
+    valid = (ranked != NO_EXPERT).sum(axis=2)  # (T, L) lookups per token
+    lookups = valid.sum(axis=0).astype(np.int64)
     if t == 0:
         return hits, lookups
-    nexts = _next_uses(ranked)
     stamp = t * (k + 1) + k + 1  # larger than any recency key
-    recency = np.full((layers, e), -1, dtype=np.int64)  # last use: token * (k+1) + (k - rank)
+    starts = list(range(0, t, CHUNK))
+    # the first use at or after each chunk's end, from the last chunk back
+    after = {starts[-1]: np.full((layers, e), t, dtype=np.int64)}
+    for s0, s1 in zip(starts[::-1], starts[::-1][1:], strict=False):
+        need = _chunk_need(ranked[s0:s0 + CHUNK], e)
+        after[s1] = _first_use_from(need, s0, after[s0], t)[0]
+    last = np.full((layers, e), -1, dtype=np.int64)
     uses = np.zeros((layers, e), dtype=np.int64)
-    next_use = np.full((layers, e), t, dtype=np.int64)
-    rows = np.arange(layers)[:, None]
-    room = caps[None, :, None]  # (1, C, 1)
-    never = np.iinfo(np.int64).max
-    for i in range(t):
-        ex = ranked[i]  # (L, k)
-        ok = ex != NO_EXPERT
-        need = np.zeros((layers, e + 1), dtype=bool)  # the last column takes the padding
-        need[rows, np.where(ok, ex, e)] = True
-        need = need[:, :e]  # (L, E)
-        hit = cached & need  # (P, C, L, E)
-        n_hit = hit.sum(axis=-1)
-        hits += n_hit
-        missing = ok.sum(axis=-1)[None, None, :] - n_hit
-        evict = missing - (room - cached.sum(axis=-1))  # (P, C, L)
-        if (evict > 0).any():
-            keys = np.stack([recency, uses * stamp + recency,
-                             (t - next_use) * stamp + recency])  # (P, L, E): smallest goes
-            where = np.nonzero(evict > 0)
-            candidates = cached[where] & ~need[where[2]]  # (n, E)
-            sub = np.where(candidates, keys[where[0], where[2]], never)
-            order = np.argsort(sub, axis=-1, kind="stable")
-            rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(e)[None, :], axis=-1)
-            gone = candidates & (rank < evict[where][:, None])
-            cached[where] &= ~gone
-        cached |= need[None, None]
-        ranks = np.broadcast_to(np.arange(k)[None, :], ex.shape)
-        r, c = np.nonzero(ok)
-        recency[r, ex[r, c]] = i * (k + 1) + (k - ranks[r, c])
-        uses[r, ex[r, c]] += 1
-        next_use[r, ex[r, c]] = nexts[i][r, c]
+    rank_key = (k - np.arange(k))[None, None, :]  # the top-1 counts as the latest of its token
+    for s0 in starts:
+        chunk = ranked[s0:s0 + CHUNK]
+        b = len(chunk)
+        ok = chunk != NO_EXPERT
+        need = _chunk_need(chunk, e)  # (b, L, E)
+        when = np.full((b, layers, e + 1), -1, dtype=np.int64)
+        t_idx = np.arange(b)[:, None, None]
+        when[t_idx, np.arange(layers)[None, :, None], np.where(ok, chunk, e)] \
+            = (s0 + t_idx) * (k + 1) + rank_key
+        recency = np.maximum.accumulate(np.concatenate([last[None], when[..., :e]]), axis=0)
+        # LRU keeps the c latest experts (its inclusion property holds for a token's
+        # experts looked up together, as each token needs at most k <= c): an expert hits
+        # at every capacity above the number of experts used since it was
+        before = recency[:-1]  # (b, L, E) last use before each token
+        mine = np.take_along_axis(before, np.where(ok, chunk, 0), axis=2)  # (b, L, k)
+        depth = (before[:, :, None, :] > mine[..., None]).sum(axis=-1)
+        depth = np.where(ok & (mine >= 0), depth, e)  # a first use misses at every size
+        lru += (depth[None] < caps[:, None, None, None]).sum(axis=(1, 3))
+        recency = recency[1:]
+        count = uses[None] + np.cumsum(need, axis=0)
+        nxt = _first_use_from(need, s0, after[s0], t)
+        raw = np.stack([count * stamp + recency, (t - nxt) * stamp + recency], axis=1)
+        # each expert's place in its layer's eviction order (0 goes first), small integers
+        # that argmin reads faster than the raw keys
+        place = np.argsort(np.argsort(raw, axis=-1), axis=-1).astype(np.int16)
+        keys = place[:, :, None]  # (b, P-1, 1, L, E)
+        last, uses = recency[-1], count[-1]
+        lookups_here = valid[s0:s0 + b]
+        for i in range(b):
+            nd = need[i]
+            hit = cached & nd
+            n_hit = _count(hit)
+            others += n_hit
+            total = size + (lookups_here[i] - n_hit)
+            evict = total - room
+            size = np.minimum(total, room)
+            most = int(evict.max())
+            if most > 0:  # at most k go: one minimum a round beats a sort
+                key = np.where(cached ^ hit, keys[i], e)  # cached, not needed: candidates
+                for r in range(most):
+                    # places are distinct in a layer: the minimum is one expert
+                    gone = (key == key.min(axis=-1, keepdims=True)) & (evict > r)[..., None]
+                    cached &= ~gone
+                    if r + 1 < most:
+                        np.putmask(key, gone, e)
+            cached |= nd
     return hits, lookups
 
 
