@@ -39,7 +39,7 @@ from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.wording import say
 
 if TYPE_CHECKING:
-    from mixtui.app.analysis.report import Report
+    from mixtui.app.analysis.report import Format, Report
     from mixtui.app.analysis.sizes import ExpertSize
     from mixtui.app.analysis.stats import Agreement, Analysis, Load, OffloadPoint, Routing
     from mixtui.app.conversation import Conversation
@@ -61,7 +61,7 @@ PHASE_NAMES = {"all": "all tokens", "prompt": "prompt", "generate": "answers"}
 POLICIES = (("lru", "o", "LRU"), ("lfu", "x", "LFU"), ("optimal", "*", "optimal (Belady)"))
 MEAN = "mean"  # the cache layer choice "mean over layers"
 DEFAULT_EXPORT = "mixtui-analysis.md"  # in the current folder
-EXPORTS = {".md": "md", ".markdown": "md", ".json": "json", ".txt": "table"}
+EXPORTS: dict[str, Format] = {".md": "md", ".markdown": "md", ".json": "json", ".txt": "table"}
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _LEVELS = "▁▂▃▄▅▆▇█"
 
@@ -159,7 +159,7 @@ def parse_gbps(text: str, field: str, blank_ok: bool) -> float | None:
     return value
 
 
-def export_format(path: str) -> str | None:
+def export_format(path: str) -> Format | None:
     """The format a file name asks for by its suffix, or None."""
     return EXPORTS.get(Path(path.strip()).suffix.lower())
 
@@ -279,6 +279,7 @@ class AnalysisScreen(Screen[None]):
         self.cache_layer: int | None = None  # None: the mean over layers
         self.projection: tuple[OffloadPoint, ...] = ()  # LRU, at the bandwidth set
         self.sizes: ExpertSize | None = None  # the expert size it is for
+        self.memory_source = ""  # where the prefilled memory bandwidth came from
         self.agreement: Agreement | None = None
         self.compared_with: str | None = None
         self.message_text = ""  # what the message line says (tests read it)
@@ -306,8 +307,7 @@ class AnalysisScreen(Screen[None]):
                     yield Label("memory GB/s")
                     yield Input("", placeholder="blank: misses only", id="analysis-memory",
                                 compact=True)
-                    yield Label("for the experts kept and the rest of the model",
-                                classes="hint")
+                    yield Label("", classes="hint", id="analysis-memory-hint")
                 with Horizontal(classes="field"):
                     yield Label("expert size of")
                     yield Select[str]([], id="analysis-size", compact=True, allow_blank=True,
@@ -328,6 +328,7 @@ class AnalysisScreen(Screen[None]):
         self.query_one("#analysis-compare").border_title = "compare with a trace"
         self._layout(self.app.size.width)
         self._fill_sizes()
+        self._fill_memory()
         self._show_compare()
         self.refresh_analysis()
         self.set_interval(TICK_S, self.refresh_analysis)
@@ -487,7 +488,7 @@ class AnalysisScreen(Screen[None]):
         if a is None:
             return
         # deferred with the statistics: report.py comes with them
-        from mixtui.app.analysis.report import PAPER_TABLE5
+        from mixtui.app.analysis.report import PAPER_LAYERS, PAPER_TABLE5
 
         text = Text()
         text.append(f"{'layer':<7}{'top-1 repeat':>13}{'top-k share one':>17}\n", style="bold")
@@ -498,7 +499,7 @@ class AnalysisScreen(Screen[None]):
             text.append(f"L{layer.layer:<6}{percent(layer.top1_repeat_rate):>13}"
                         f"{percent(layer.topk_repeat_rate):>17}\n", style=style)
         text.append("\n")
-        text.append_text(paper_text(PAPER_TABLE5, a))
+        text.append_text(paper_text(PAPER_TABLE5, PAPER_LAYERS, a))
         self.query_one("#analysis-table5", Static).update(text)
 
     def _show_cache(self) -> None:
@@ -554,7 +555,7 @@ class AnalysisScreen(Screen[None]):
         best = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="optimal")
         self.sizes, self.projection = sizes, points
         text = Text()
-        text.append(f"offloading {spec.name}: {size / 1e6:.1f} MB per expert, {layers} MoE "
+        text.append(f"offloading {sizes.name}: {size / 1e6:.1f} MB per expert, {layers} MoE "
                     f"layers, misses at {cache_gbps:g} GB/s"
                     + (f", the rest at {memory_gbps:g} GB/s" if memory_gbps else "") + "\n",
                     style="bold")
@@ -589,6 +590,20 @@ class AnalysisScreen(Screen[None]):
                        if spec is None or s.key != spec.key}
         select.set_options([(s.name, s.key) for s in self._sizes.values()])
         select.prompt = spec.name if spec is not None else "this model"
+
+    def _fill_memory(self) -> None:
+        """The memory bandwidth, where one is known: `mixtui bench`'s kept probe, or the
+        chip's published figure (nothing is measured here)."""
+        from mixtui.app.analysis.sizes import default_memory_gbps  # deferred with the stats
+
+        gbps, source = default_memory_gbps()
+        hint = self.query_one("#analysis-memory-hint", Label)
+        if gbps is None:
+            hint.update("blank: the misses' time alone (mixtui bench measures it)")
+            return
+        self.memory_source = source
+        self.query_one("#analysis-memory", Input).value = f"{gbps:.0f}"
+        hint.update(source)
 
     def _fill_cache_layers(self) -> None:
         a = self.analysis
@@ -724,25 +739,29 @@ class AnalysisScreen(Screen[None]):
         self._export(report, fmt, where)
 
     def report(self) -> Report:
-        """What the export writes: the analysis, the projection and the compare."""
-        from mixtui.app.analysis.report import Report  # deferred with the statistics
+        """What the export writes: the analysis of every layer, the projection at the
+        screen's bandwidths onto the expert size chosen, and the compare."""
+        from mixtui.app.analysis.report import build_report  # deferred with the statistics
 
         assert self.analysis is not None
-        notes = [f"Live conversation in mixtui with {self.info.name if self.info else '?'}."]
-        if self.projection:
-            gbps = self.query_one("#analysis-gbps", Input).value.strip()
-            notes.append(f"Offloading projected at {gbps} GB/s for the misses (the screen's "
-                         "figure).")
-        if self.agreement is not None and self.compared_with:
-            notes.append(f"Compared with {self.compared_with}.")
-        return Report(analysis=self.analysis, model=self.info.name if self.info else "",
-                      source="the conversation in the mixtui TUI", sizes=self.sizes,
-                      offload=self.projection, notes=tuple(notes), agreement=self.agreement,
-                      shown=shown_layers(len(self.analysis.layers)))
+        try:
+            cache_gbps = parse_gbps(self.query_one("#analysis-gbps", Input).value,
+                                    "miss bandwidth", blank_ok=False)
+            memory_gbps = parse_gbps(self.query_one("#analysis-memory", Input).value,
+                                     "memory GB/s", blank_ok=True)
+        except ValueError:  # said beside the fields; the report goes without the speeds
+            cache_gbps = memory_gbps = None
+        info = self.info
+        return build_report(self.analysis, info.name if info else "", "the conversation in "
+                            "the mixtui TUI", scoring=info.scoring if info else "softmax",
+                            sizes=self.sizes, memory_gbps=memory_gbps,
+                            memory_source=self.memory_source if memory_gbps else "",
+                            cache_gbps=cache_gbps, agreement=self.agreement,
+                            compare_source=self.compared_with or "")
 
     @work(thread=True, exit_on_error=False, group="analysis-export",
           description="write the analysis report")
-    def _export(self, report: Report, fmt: str, where: Path) -> None:
+    def _export(self, report: Report, fmt: Format, where: Path) -> None:
         from mixtui.app.analysis.report import render  # deferred with the statistics
         from mixtui.core.files import atomic_write_text
 
@@ -784,21 +803,24 @@ def shown_layers(layers: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys((0, (layers - 1) // 2, layers - 1)))
 
 
-def paper_text(table: dict[str, dict[str, tuple[float, ...]]], analysis: Analysis) -> Text:
-    """The Mixtral paper's Table 5 (its range over domains, in %) at its first, middle and
-    last layer, beside this conversation's rates at its own first, middle and last."""
+def paper_text(table: dict[str, dict[str, tuple[float, float, float]]],
+               paper_layers: tuple[int, int, int], analysis: Analysis) -> Text:
+    """The Mixtral paper's Table 5 (8x7B; its range over domains, in %) at its first, middle
+    and last layer, beside this conversation's rates at its own first, middle and last."""
     text = Text()
-    text.append("the Mixtral paper (8x7B; Table 5, range over its domains) │ here\n",
+    text.append("the Mixtral paper (8x7B on the Pile; its domains' range) │ here\n",
                 style="dim")
     names = ("first", "middle", "last")
-    for pos, ordinal in enumerate(shown_layers(len(analysis.layers))):
+    shown = shown_layers(len(analysis.layers))
+    for pos, ordinal in enumerate(shown):
+        where = pos if len(shown) == 3 else (0, 2)[min(pos, 1)]
         layer = analysis.layers[ordinal]
         parts = []
         for key, mine in (("top1", layer.top1_repeat_rate), ("topk", layer.topk_repeat_rate)):
-            column = [row[key][pos] for row in table.values()]
-            parts.append(f"{min(column):.0f}–{max(column):.0f}% │ {percent(mine):>6}")
-        name = names[pos] if len(analysis.layers) > 2 else ("first", "last")[min(pos, 1)]
-        text.append(f"{name:<7}L{layer.layer:<4}{parts[0]:>17}  {parts[1]:>17}\n")
+            column = [row[key][where] for row in table.values()]
+            parts.append(f"{min(column):.0f}–{max(column):.0f}% │{percent(mine):>6}")
+        text.append(f"{names[where]:<7}L{paper_layers[where]:<3}│ L{layer.layer:<4}"
+                    f"{parts[0]:>15} {parts[1]:>15}\n")
     return text
 
 
