@@ -158,7 +158,11 @@ async def test_key_a_shows_analyze_s_figures_of_the_answer(nano_answered) -> Non
     for layer in want.layers:
         assert (f"L{layer.layer:<6}{percent(layer.top1_repeat_rate):>13}"
                 f"{percent(layer.topk_repeat_rate):>17}") in table
+    assert f"{'mean':<7}{percent(want.top1_repeat_rate):>13}" in table
+    prompt_rates = want.layers[0].repeat_by_phase["prompt"]
+    assert f"prompt {percent(prompt_rates[0])} / {percent(prompt_rates[1])}" in table
     assert "Mixtral paper" in table and "first" in table and "last" in table
+    assert "L31" in table  # the paper's last layer, beside ours
     # ] and ↓ pick the next layer, [ the previous; p the phase
     await pilot.press("right_square_bracket")
     assert screen.layer_index == 1

@@ -238,7 +238,7 @@ class AnalysisScreen(Screen[None]):
                                       padding: 0 1; }
     AnalysisScreen #analysis-fields { height: auto; padding: 0 1; margin-top: 1; }
     AnalysisScreen .field { height: 1; }
-    AnalysisScreen .field Label { width: 24; }
+    AnalysisScreen .field .name { width: 24; }
     AnalysisScreen .field Input { width: 12; }
     AnalysisScreen .field Select { width: 1fr; }
     AnalysisScreen .field .hint { width: 1fr; color: $text-muted; padding-left: 1; }
@@ -246,7 +246,7 @@ class AnalysisScreen(Screen[None]):
     AnalysisScreen #analysis-speed { width: 1fr; height: auto; padding: 0 1; }
     AnalysisScreen #analysis-compare { height: auto; border: round $secondary; padding: 0 1; }
     AnalysisScreen.narrow .row { layout: vertical; }
-    AnalysisScreen.narrow .field Label { width: 17; }
+    AnalysisScreen.narrow .field .name { width: 20; }
     """
 
     class Analysed(Message):
@@ -300,20 +300,19 @@ class AnalysisScreen(Screen[None]):
                 yield Static("", id="analysis-table5")
             with Vertical(id="analysis-fields"):
                 with Horizontal(classes="field"):
-                    yield Label("miss bandwidth GB/s")
+                    yield Label("miss bandwidth GB/s", classes="name")
                     yield Input(str(SSD_GBPS), id="analysis-gbps", compact=True)
-                    yield Label("a typical NVMe SSD's read; set yours", classes="hint")
+                    yield Label("a typical NVMe SSD read; set yours", classes="hint")
                 with Horizontal(classes="field"):
-                    yield Label("memory GB/s")
-                    yield Input("", placeholder="blank: misses only", id="analysis-memory",
-                                compact=True)
+                    yield Label("memory GB/s", classes="name")
+                    yield Input("", id="analysis-memory", compact=True)
                     yield Label("", classes="hint", id="analysis-memory-hint")
                 with Horizontal(classes="field"):
-                    yield Label("expert size of")
+                    yield Label("expert size of", classes="name")
                     yield Select[str]([], id="analysis-size", compact=True, allow_blank=True,
                                       prompt="this model")
                 with Horizontal(classes="field"):
-                    yield Label("cache curve of")
+                    yield Label("cache curve of", classes="name")
                     yield Select[str]([("mean over layers", MEAN)], id="analysis-cache-layer",
                                       value=MEAN, compact=True, allow_blank=False)
             with Horizontal(classes="row"):
@@ -332,7 +331,8 @@ class AnalysisScreen(Screen[None]):
         self._show_compare()
         self.refresh_analysis()
         self.set_interval(TICK_S, self.refresh_analysis)
-        self.query_one("#analysis-load").focus()
+        # the bars take ↑ ↓; the head (tokens, live or not) stays in view above them
+        self.query_one("#analysis-load").focus(scroll_visible=False)
 
     def on_resize(self, event: Resize) -> None:
         self._layout(event.size.width)
@@ -498,6 +498,16 @@ class AnalysisScreen(Screen[None]):
             style = "reverse" if i == self.layer_index else ""
             text.append(f"L{layer.layer:<6}{percent(layer.top1_repeat_rate):>13}"
                         f"{percent(layer.topk_repeat_rate):>17}\n", style=style)
+        if len(a.layers) > 1:
+            text.append(f"{'mean':<7}{percent(a.top1_repeat_rate):>13}"
+                        f"{percent(a.topk_repeat_rate):>17}\n", style="bold")
+        chosen = a.layers[self.layer_index]
+        phases = [f"{PHASE_NAMES[p]} {percent(chosen.repeat_by_phase[p][0])} / "
+                  f"{percent(chosen.repeat_by_phase[p][1])}"
+                  for p in ("prompt", "generate") if p in chosen.repeat_by_phase]
+        if phases:
+            text.append(f"L{chosen.layer} within one phase: " + ", ".join(phases) + "\n",
+                        style="dim")
         text.append("\n")
         text.append_text(paper_text(PAPER_TABLE5, PAPER_LAYERS, a))
         self.query_one("#analysis-table5", Static).update(text)
@@ -545,9 +555,11 @@ class AnalysisScreen(Screen[None]):
 
         try:
             sizes = expert_size(spec, k=a.top_k)
-        except MixtuiError as exc:
+        except MixtuiError:  # its sentence names the command line's option: said here
             self.sizes, self.projection = None, ()
-            speed.update(Text(say(exc), style="red"))
+            speed.update(Text(f"{spec.name} is not a mixture-of-experts model of a family "
+                              "mixtui knows, so its expert size is not known; pick a model "
+                              "under “expert size of”.", style="red"))
             return
         size, layers = sizes.expert_bytes, sizes.moe_layers
         resident = sizes.resident_bytes_per_token
@@ -599,7 +611,7 @@ class AnalysisScreen(Screen[None]):
         gbps, source = default_memory_gbps()
         hint = self.query_one("#analysis-memory-hint", Label)
         if gbps is None:
-            hint.update("blank: the misses' time alone (mixtui bench measures it)")
+            hint.update("blank: the misses' time alone")
             return
         self.memory_source = source
         self.query_one("#analysis-memory", Input).value = f"{gbps:.0f}"
@@ -808,19 +820,23 @@ def paper_text(table: dict[str, dict[str, tuple[float, float, float]]],
     """The Mixtral paper's Table 5 (8x7B; its range over domains, in %) at its first, middle
     and last layer, beside this conversation's rates at its own first, middle and last."""
     text = Text()
-    text.append("the Mixtral paper (8x7B on the Pile; its domains' range) │ here\n",
+    text.append("beside the Mixtral paper (8x7B on the Pile; the range over its domains):\n",
                 style="dim")
+    text.append(f"{'':8}{'paper':<6}{'here':<6}{'top-1 paper':>12}{'here':>7}"
+                f"{'top-k paper':>13}{'here':>7}\n", style="bold")
     names = ("first", "middle", "last")
     shown = shown_layers(len(analysis.layers))
     for pos, ordinal in enumerate(shown):
         where = pos if len(shown) == 3 else (0, 2)[min(pos, 1)]
         layer = analysis.layers[ordinal]
-        parts = []
-        for key, mine in (("top1", layer.top1_repeat_rate), ("topk", layer.topk_repeat_rate)):
+        ranges = {}
+        for key in ("top1", "topk"):
             column = [row[key][where] for row in table.values()]
-            parts.append(f"{min(column):.0f}–{max(column):.0f}% │{percent(mine):>6}")
-        text.append(f"{names[where]:<7}L{paper_layers[where]:<3}│ L{layer.layer:<4}"
-                    f"{parts[0]:>15} {parts[1]:>15}\n")
+            ranges[key] = f"{min(column):.0f}–{max(column):.0f}%"
+        text.append(f"{names[where]:<8}{'L' + str(paper_layers[where]):<6}"
+                    f"{'L' + str(layer.layer):<6}{ranges['top1']:>12}"
+                    f"{percent(layer.top1_repeat_rate):>7}{ranges['topk']:>13}"
+                    f"{percent(layer.topk_repeat_rate):>7}\n")
     return text
 
 
