@@ -32,6 +32,9 @@ NO_MLX = [
     "mixtui.families", "mixtui.families.base", "mixtui.families.dense", "mixtui.families.mixtral",
     "mixtui.families.qwen3_moe", "mixtui.registry.spec", "mixtui.registry.loader",
     "mixtui.app.chat", "mixtui.app.loader", "mixtui.tui.screens.main",
+    # the statistics and `mixtui analyze` need numpy alone
+    "mixtui.app.analysis.stats", "mixtui.app.analysis.report", "mixtui.app.analysis.tracefile",
+    "mixtui.cli.analyze",
 ]
 HEAVY = ("mlx", "mlx_lm", "transformers")
 

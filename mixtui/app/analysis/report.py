@@ -213,8 +213,10 @@ def _layer_section(report: Report) -> _Section:
                      f"{la.router_entropy_bits:.2f}", _pct(la.top1_weight_share, 0),
                      _paper(la, i, count)))
     notes = (f"random routing: top-1 repeats {_pct(a.top1_baseline)}, top-{k} sets meet "
-             f"{_pct(a.topk_baseline)}; imbalance 1 is even, {a.num_experts} one expert for "
-             f"all; entropy of even top-1 load {math.log2(a.num_experts):.2f} bits.",
+             f"{_pct(a.topk_baseline)}; imbalance (busiest share / even share) 1 when even, "
+             f"{a.num_experts} when one expert takes all; H bits: the top-1 load's entropy, "
+             f"{math.log2(a.num_experts):.2f} when even; router H: the router's mean entropy; "
+             "w top-1: the top-1 expert's share of the gate weight.",
              "prompt / generate: the two rates over the pairs inside each phase; paper: "
              "Mixtral 8x7B's range over the Pile's domains (Table 5) at its first, middle and "
              "last layer.")

@@ -338,11 +338,11 @@ def _count(mask: np.ndarray) -> np.ndarray:
     """True values along the last axis of a C-contiguous bool array: its bytes read as
     uint64 words and their bits counted (several times faster than sum for small E)."""
     e = mask.shape[-1]
-    if e % 8:
+    if e % 8 or not hasattr(np, "bitwise_count"):  # numpy < 2.0 has no bitwise_count
         return mask.sum(axis=-1)
     words = mask.view(np.uint64)
     counted = np.bitwise_count(words)
-    return counted[..., 0] if e == 8 else counted.sum(axis=-1)
+    return counted[..., 0].astype(np.int64) if e == 8 else counted.sum(axis=-1, dtype=np.int64)
 
 
 def _replay(ranked: np.ndarray, num_experts: int,
@@ -406,8 +406,11 @@ def _replay(ranked: np.ndarray, num_experts: int,
         raw = np.stack([count * stamp + recency, (t - nxt) * stamp + recency], axis=1)
         # each expert's place in its layer's eviction order (0 goes first), small integers
         # that argmin reads faster than the raw keys
-        place = np.argsort(np.argsort(raw, axis=-1), axis=-1).astype(np.int16)
+        order = np.argsort(raw, axis=-1)  # the experts in the order they would go
+        place = np.empty(order.shape, dtype=np.int16)  # its inverse: each expert's place
+        np.put_along_axis(place, order, np.arange(e, dtype=np.int16), axis=-1)
         keys = place[:, :, None]  # (b, P-1, 1, L, E)
+        orders = order.astype(np.int16)[:, :, None]
         last, uses = recency[-1], count[-1]
         lookups_here = valid[s0:s0 + b]
         for i in range(b):
@@ -419,7 +422,12 @@ def _replay(ranked: np.ndarray, num_experts: int,
             evict = total - room
             size = np.minimum(total, room)
             most = int(evict.max())
-            if most > 0:  # at most k go: one minimum a round beats a sort
+            if most > 2:  # many go: the candidates in eviction order, the first ones
+                candidates = cached ^ hit  # cached, not needed
+                ranked_out = np.take_along_axis(candidates, orders[i], axis=-1)
+                ranked_out &= np.cumsum(ranked_out, axis=-1) <= evict[..., None]
+                cached &= ~np.take_along_axis(ranked_out, keys[i], axis=-1)
+            elif most > 0:  # one or two go: a minimum a round beats a sort
                 key = np.where(cached ^ hit, keys[i], e)  # cached, not needed: candidates
                 for r in range(most):
                     # places are distinct in a layer: the minimum is one expert

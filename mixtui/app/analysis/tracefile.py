@@ -54,8 +54,8 @@ def read_routing(path: Path) -> TraceRouting:
     fix = "write it again with `mixtui generate --trace` and a mixture-of-experts model " \
           "without --no-routing"
     if header.get("routing") is False or not layers or e == 0:
-        why = "was written with --no-routing" if layers and e else "is of a dense model"
-        raise NoRouting(f"{path} has no routing to analyse (its model {why}); {fix}.",
+        why = "it was written with --no-routing" if layers and e else "its model is dense"
+        raise NoRouting(f"{path} has no routing to analyse ({why}); {fix}.",
                         facts={"path": str(path)})
     n_layers = len(layers)
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
