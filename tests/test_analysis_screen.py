@@ -25,6 +25,7 @@ from mixtui.tui.screens.analysis import (
     AnalysisScreen,
     binned,
     export_format,
+    hit_chart,
     load_text,
     parse_gbps,
     percent,
@@ -66,6 +67,28 @@ def test_many_experts_bin_into_a_strip_and_list_only_the_busiest() -> None:
     assert "imbalance 64.00×" in text
     flat = Load(10, tuple(even), tuple(even), 7.0, 7.0, 1.0, 1.0)
     assert "entropy 7.00 bits of 7.00" in load_text(flat, 128, 70).plain
+
+
+def test_the_cache_chart_of_many_experts_is_on_a_log_axis_with_every_tick_readable() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tokens, layers, experts, k = 40, 2, 64, 4
+    chosen = np.stack([np.stack([rng.choice(experts, k, replace=False) for _ in range(layers)])
+                       for _ in range(tokens)]).astype(np.int32)
+    routing = Routing(chosen, np.full(chosen.shape, 1 / k, np.float32),
+                      np.full((tokens, layers, experts), 1 / experts, np.float32),
+                      np.arange(tokens) >= 10, (0, 1), experts, k)
+    result = analyze(routing)
+    assert result.capacities_bounded
+    lines = Text.from_ansi(hit_chart(result, None, 70)).plain.splitlines()
+    assert "cache hit rate % against c (mean over layers, log c)" in lines[0]
+    ticks = lines[-1].split()
+    assert ticks[0] == "4" and ticks[-1] == "64"  # c = k .. E
+    assert all(int(t) in result.capacities for t in ticks)
+    assert ticks == sorted(ticks, key=int) and len(ticks) >= 5
+    one = Text.from_ansi(hit_chart(result, 1, 70)).plain
+    assert "(layer L1" in one
 
 
 def test_fields_and_suffixes() -> None:
@@ -195,8 +218,8 @@ async def test_the_cache_chart_and_the_projection_follow_the_bandwidth(nano_answ
     screen = await open_by_key(pilot, app)
     _, want = expected(app)
     chart = plain(screen, "analysis-chart")
-    assert "hit rate % against experts cached per layer (mean over layers)" in chart
-    assert "LRU" in chart and "optimal (Belady)" in chart
+    assert "cache hit rate % against c (mean over layers)" in chart
+    assert "LRU" in chart and "optimal (Belady)" in chart and "c: experts cached" in chart
     for c in want.capacities:  # c = k..E along x
         assert str(c) in chart.splitlines()[-3]
     assert screen.query_one("#analysis-gbps", Input).value == str(SSD_GBPS)
@@ -303,7 +326,7 @@ async def test_compare_with_a_trace_agrees_with_itself_and_refuses_another_text(
 
 
 async def test_the_view_follows_a_streaming_answer_at_most_once_a_second() -> None:
-    app = MixtuiApp("nano", Sampling(temperature=0.0, max_tokens=400), persist=False)
+    app = MixtuiApp("nano", Sampling(temperature=0.0, max_tokens=3000), persist=False)
     async with app.run_test(size=(140, 45)) as pilot:
         await ready(pilot, app)
         await ask(pilot, app, PROMPT)

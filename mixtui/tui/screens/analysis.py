@@ -172,6 +172,9 @@ def hit_chart(analysis: Analysis, layer: int | None, width: int,
     import plotext as plt
 
     capacities = list(analysis.capacities)
+    # a bounded set of c (many experts) is a geometric ladder: on a log axis it spreads evenly
+    log = analysis.capacities_bounded
+    xs = [math.log2(c) for c in capacities] if log else [float(c) for c in capacities]
     # plotext draws on one global figure: cleared here, built on the UI thread only
     fig = plt.figure
     fig.clear()
@@ -180,13 +183,19 @@ def hit_chart(analysis: Analysis, layer: int | None, width: int,
     fig.theme("simple")  # no backgrounds: the terminal's own, as the rest of the screen
     for policy, marker, _ in reversed(POLICIES):  # LRU, the one projected, drawn last: on top
         ys = [100 * hit_rate(analysis, policy, c, layer) for c in capacities]
-        fig.draw(fig.signal(capacities, ys, marker=marker))
-    if len(capacities) <= 12:
-        fig.ruler("x").ticks(capacities, [str(c) for c in capacities])
-    fig.ruler("x").lim(min(capacities) - 0.5, max(capacities) + 0.5)
+        fig.draw(fig.signal(xs, ys, marker=marker))
+    # a tick per capacity where they fit (about 5 characters each), else every n-th
+    step = max(1, math.ceil(len(capacities) * 5 / max(width - 8, 5)))
+    ticks = list(range(0, len(capacities), step))
+    if ticks[-1] != len(capacities) - 1:
+        ticks[-1] = len(capacities) - 1  # the last one (c = E) always
+    fig.ruler("x").ticks([xs[i] for i in ticks], [str(capacities[i]) for i in ticks])
+    pad = (xs[-1] - xs[0]) / 40 if len(xs) > 1 else 0.5
+    fig.ruler("x").lim(xs[0] - pad, xs[-1] + pad)
     fig.ruler("y").lim(0, 100)
     where = "mean over layers" if layer is None else f"layer L{analysis.layers[layer].layer}"
-    fig.title(f"hit rate % against experts cached per layer ({where})")
+    # plotext leaves out a title wider than the chart: short, the rest in the legend
+    fig.title(f"cache hit rate % against c ({where}{', log c' if log else ''})")
     return str(fig.build().string())
 
 
@@ -525,6 +534,7 @@ class AnalysisScreen(Screen[None]):
         text.append("\n")
         for _, marker, name in POLICIES:
             text.append(f" {marker} {name} ")
+        text.append("· c: experts cached per layer", style="dim")
         chart.update(text)
         self._show_projection()
 
@@ -567,7 +577,7 @@ class AnalysisScreen(Screen[None]):
         best = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="optimal")
         self.sizes, self.projection = sizes, points
         text = Text()
-        text.append(f"offloading {sizes.name}: {size / 1e6:.1f} MB per expert, {layers} MoE "
+        text.append(f"offloading {sizes.name}: {_bytes(size)} per expert, {layers} MoE "
                     f"layers, misses at {cache_gbps:g} GB/s"
                     + (f", the rest at {memory_gbps:g} GB/s" if memory_gbps else "") + "\n",
                     style="bold")
@@ -804,6 +814,13 @@ class AnalysisScreen(Screen[None]):
             self.say(message.error or "Not exported.", error=True)
         else:
             self.say(f"Exported the analysis to {message.path}.")
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 def _tps(value: float | None) -> str:
