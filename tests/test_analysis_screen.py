@@ -213,9 +213,31 @@ async def test_key_a_shows_analyze_s_figures_of_the_answer(nano_answered) -> Non
     await wait_for(pilot, lambda: isinstance(app.screen, AnalysisScreen), timeout=5.0)
 
 
-async def test_the_cache_chart_and_the_projection_follow_the_bandwidth(nano_answered) -> None:
+@pytest.fixture
+def kept_probe(isolated_config_dir: Path) -> float:
+    """A memory bandwidth `mixtui bench` measured and kept (measuring takes an engine)."""
+    from mixtui.app.bench.machine import bench_dir, machine_key
+
+    path = bench_dir() / "probe.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({machine_key(): {"gbps": 40.0, "device": "cpu", "mib": 512,
+                                                "measured_at": "2026-01-01T00:00:00Z"}}))
+    return 40.0
+
+
+async def test_the_cache_chart_and_the_projection_follow_the_bandwidth(kept_probe: float,
+                                                                       nano_answered) -> None:
     app, pilot = nano_answered
     screen = await open_by_key(pilot, app)
+    # the memory bandwidth comes from the kept probe, and says so
+    memory = screen.query_one("#analysis-memory", Input)
+    await wait_for(pilot, lambda: memory.value == "40", timeout=5.0)
+    assert "measured" in text_of(screen.query_one("#analysis-memory-hint"))
+    with_memory = screen.projection
+    memory.value = ""  # the misses' time alone: faster than with the rest of the reads
+    await pilot.pause(0.2)
+    assert all(b.tokens_per_s > a.tokens_per_s  # type: ignore[operator]
+               for a, b in zip(with_memory, screen.projection, strict=True))
     _, want = expected(app)
     chart = plain(screen, "analysis-chart")
     assert "cache hit rate % against c (mean over layers)" in chart
@@ -351,6 +373,7 @@ async def test_the_view_follows_a_streaming_answer_at_most_once_a_second() -> No
         await wait_for(pilot, lambda: screen.analysis is not None
                        and screen.analysis.tokens == len(app.conversation), timeout=10.0)
         assert screen.analysis.tokens == expected(app)[1].tokens
+        await wait_for(pilot, lambda: "live" not in plain(screen, "analysis-head"), timeout=2.0)
 
 
 async def test_at_80x24_the_panels_stack_and_scroll(tmp_path: Path) -> None:
@@ -364,6 +387,8 @@ async def test_at_80x24_the_panels_stack_and_scroll(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: app.last_finish_reason is not None)
         screen = await open_by_key(pilot, app)
         assert screen.has_class("narrow")
+        head = screen.query_one("#analysis-head")
+        assert head.region.y == 0 and "tokens" in plain(screen, "analysis-head")
         load = screen.query_one("#analysis-load")
         table = screen.query_one("#analysis-table5")
         assert load.region.right <= 80 and table.region.y >= load.region.bottom

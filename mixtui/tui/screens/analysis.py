@@ -298,6 +298,7 @@ class AnalysisScreen(Screen[None]):
         self._busy = False
         self._started = 0.0  # monotonic time the last analysis started
         self._sizes: dict[str, ModelSpec] = {}
+        self._live_shown = False  # whether the head says the answer is streaming
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -370,6 +371,8 @@ class AnalysisScreen(Screen[None]):
         run at a time, off the UI thread)."""
         conversation = self.conversation
         stamp = (id(conversation), len(conversation))
+        if self._live_shown != self.app.controller.generating:
+            self._show_head()  # the answer has ended (or begun) since the head was drawn
         if stamp == self._stamp or self._busy:
             return
         if time.monotonic() - self._started < REFRESH_S:
@@ -452,10 +455,11 @@ class AnalysisScreen(Screen[None]):
         self._show_cache()
 
     def _show_head(self) -> None:
+        self._live_shown = self.app.controller.generating
         a, info = self.analysis, self.info
         if a is None or info is None:
             return
-        live = " · live: the answer is streaming" if self.app.controller.generating else ""
+        live = " · live: the answer is streaming" if self._live_shown else ""
         text = Text()
         text.append(f"{info.name}", style="bold")
         text.append(f" · {a.tokens} tokens ({a.prompt_tokens} prompt, {a.generated_tokens} "
@@ -613,19 +617,38 @@ class AnalysisScreen(Screen[None]):
         select.set_options([(s.name, s.key) for s in self._sizes.values()])
         select.prompt = spec.name if spec is not None else "this model"
 
+    @work(thread=True, exit_on_error=False, group="analysis-memory",
+          description="look up this machine's memory bandwidth")
     def _fill_memory(self) -> None:
         """The memory bandwidth, where one is known: `mixtui bench`'s kept probe, or the
-        chip's published figure (nothing is measured here)."""
+        chip's published figure (nothing is measured; reading the machine's facts takes a
+        tenth of a second, off the UI thread)."""
         from mixtui.app.analysis.sizes import default_memory_gbps  # deferred with the stats
 
-        gbps, source = default_memory_gbps()
+        try:
+            gbps, source = default_memory_gbps()
+        except Exception as exc:  # a bug: the field stays blank, and says why
+            gbps, source = None, f"not known (internal error {exc!r})"
+        self.post_message(self.MemoryKnown(gbps, source))
+
+    class MemoryKnown(Message):
+        """This machine's memory bandwidth (None: not known) and where the figure is from."""
+
+        def __init__(self, gbps: float | None, source: str) -> None:
+            super().__init__()
+            self.gbps = gbps
+            self.source = source
+
+    @on(MemoryKnown)
+    def _memory_known(self, message: MemoryKnown) -> None:
         hint = self.query_one("#analysis-memory-hint", Label)
-        if gbps is None:
+        field = self.query_one("#analysis-memory", Input)
+        if message.gbps is None or field.value.strip():  # what the user typed stays
             hint.update("blank: the misses' time alone")
             return
-        self.memory_source = source
-        self.query_one("#analysis-memory", Input).value = f"{gbps:.0f}"
-        hint.update(source)
+        self.memory_source = message.source
+        field.value = f"{message.gbps:.0f}"
+        hint.update(message.source)
 
     def _fill_cache_layers(self) -> None:
         a = self.analysis
