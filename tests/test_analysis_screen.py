@@ -19,10 +19,11 @@ from textual.widgets import Input, Select, Static
 from mixtui.app.analysis.stats import Load, Routing, analyze
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
-from mixtui.tui.screens.analysis import (
-    REFRESH_S,
+from mixtui.tui.screens.analysis import REFRESH_S, AnalysisScreen
+from mixtui.tui.screens.dialogs import AskScreen
+from mixtui.tui.screens.main import MainScreen
+from mixtui.tui.widgets.analysis import (
     SSD_GBPS,
-    AnalysisScreen,
     binned,
     export_format,
     hit_chart,
@@ -32,8 +33,6 @@ from mixtui.tui.screens.analysis import (
     share_bar,
     shown_layers,
 )
-from mixtui.tui.screens.dialogs import AskScreen
-from mixtui.tui.screens.main import MainScreen
 
 pytestmark = pytest.mark.usefixtures("empty_hf_cache", "fixed_budget")
 
