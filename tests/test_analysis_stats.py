@@ -304,6 +304,9 @@ def test_agreement_stops_where_the_answers_part() -> None:
     b = routing([[[0]], [[1]], [[2]], [[0]]], generated=gen, ids=[1, 2, 3, 9])
     ag = agreement(a, b)
     assert ag.diverged_at == 3 and ag.tokens == 3 and ag.layers[0].top1_agree == 1.0
+    shorter = routing([[[0]], [[1]], [[2]]], generated=gen[:3], ids=[1, 2, 3])
+    ag = agreement(a, shorter)  # one answer stopped sooner: the common tokens
+    assert ag.diverged_at is None and ag.tokens == 3 and (ag.a_tokens, ag.b_tokens) == (4, 3)
 
 
 def test_agreement_refuses_other_texts_and_geometries() -> None:
@@ -343,3 +346,24 @@ def test_from_batch() -> None:
     assert analyze(r).layers[0].layer == 3
     with pytest.raises(ValueError, match="layer indices"):
         Routing.from_batch(batch, ["prompt", "generate"], layers=[0, 1], num_experts=4)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 8])
+def test_replay_across_chunks_matches_the_reference(chunk: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eviction keys are worked out a chunk of tokens at a time: what carries from one
+    chunk to the next (last use, counts, next use) must not change a figure."""
+    from mixtui.app.analysis import stats
+
+    monkeypatch.setattr(stats, "CHUNK", chunk)
+    monkeypatch.setattr(stats, "CHUNK_CELLS", 10**9)
+    rng = np.random.default_rng(chunk)
+    e, k, t = 6, 2, 37
+    p = rng.dirichlet(np.full(e, 0.5))
+    ex = np.array([[rng.choice(e, k, replace=False, p=p)] for _ in range(t)])
+    la = analyze(routing(ex.tolist(), num_experts=e)).layers[0]
+    seq = [list(row) for row in ex[:, 0]]
+    for policy in POLICIES:
+        for c in range(k, e + 1):
+            assert la.hit_rate(policy, c) == pytest.approx(
+                reference_hits(seq, c, policy) / (t * k)), (policy, c)

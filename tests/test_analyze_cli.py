@@ -292,3 +292,36 @@ def test_a_conversation_whose_experts_per_token_changed(traces: dict[str, Path],
         eight = next(p for p in la["cache"] if p["policy"] == "lru" and p["capacity"] == 8)
         assert eight["hit_rate"] == pytest.approx(1 - used / lookups)
     assert any("3 tokens without routing" in n for n in report["notes"])
+
+
+def test_expert_sizes_from_the_registry() -> None:
+    from mixtui.app.analysis.sizes import expert_size
+    from mixtui.registry.loader import load_registry
+
+    registry = load_registry(include_user=False)
+    qwen = expert_size(registry["qwen3-30b-a3b-instruct"])
+    params = 3 * 2048 * 768  # gate, up and down of one 768-wide expert, hidden 2048, 4-bit/64
+    assert qwen.expert_bytes == pytest.approx(params / 2 + params / 64 * 4)
+    assert (qwen.num_experts, qwen.top_k, qwen.moe_layers) == (128, 8, 48)
+    mixtral = expert_size(registry["mixtral-8x7b-instruct"])
+    one = expert_size(registry["mixtral-8x7b-instruct"], k=1)
+    # a token at k = 2 reads one expert per layer more than at k = 1
+    assert mixtral.resident_bytes_per_token - one.resident_bytes_per_token == pytest.approx(
+        32 * mixtral.expert_bytes, rel=1e-6)
+
+
+def test_the_memory_bandwidth_defaults_to_the_bench_probe(
+        traces: dict[str, Path], isolated_config_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from mixtui.app.bench.machine import machine_key
+
+    probe = isolated_config_dir / "bench" / "probe.json"
+    probe.parent.mkdir()
+    probe.write_text(json.dumps({machine_key(): {"gbps": 12.5, "device": "cpu"}}))
+    code, out, err = analyze(capsys, traces["k2"], "--cache-bandwidth", 2, "--format", "json")
+    assert code == 0, err
+    off = json.loads(out)["offload"]
+    assert off["memory_gbps"] == 12.5 and "measured" in off["memory_source"]
+    first = off["points"][0]
+    assert first["tokens_per_s"] == pytest.approx(
+        1 / (off["resident_bytes_per_token"] / 12.5e9 + first["miss_bytes_per_token"] / 2e9))

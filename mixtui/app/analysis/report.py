@@ -10,6 +10,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from mixtui.app.analysis.sizes import ExpertSize
 from mixtui.app.analysis.stats import (
     POLICIES,
@@ -112,7 +114,7 @@ def _layer_json(la: LayerAnalysis) -> dict[str, Any]:
         "router_entropy_bits": la.router_entropy_bits,
         "top1_weight_share": la.top1_weight_share,
         "coactivation": la.coactivation.tolist(),
-        "coactivation_lift": [[round(float(x), 6) for x in row] for row in la.coactivation_lift],
+        "coactivation_lift": np.round(la.coactivation_lift, 6).tolist(),
         "cache": [{"policy": p.policy, "capacity": p.capacity, "hit_rate": p.hit_rate,
                    "misses_per_token": p.misses_per_token} for p in la.cache],
     }
@@ -276,9 +278,10 @@ def _coactivation_section(report: Report) -> _Section:
     rows = []
     for la in layers:
         c, lift = la.coactivation, la.coactivation_lift
-        e = a.num_experts
-        pairs = sorted(((int(c[i, j]), i, j) for i in range(e) for j in range(i + 1, e)
-                        if c[i, j] > 0), reverse=True)[:3]
+        upper_i, upper_j = np.triu_indices(a.num_experts, 1)  # each pair once
+        counts = c[upper_i, upper_j]
+        best = [b for b in np.argsort(-counts, kind="stable")[:3] if counts[b] > 0]
+        pairs = [(int(counts[b]), int(upper_i[b]), int(upper_j[b])) for b in best]
         rows.append((str(la.layer), *(f"{i}+{j}: {n} ×{lift[i, j]:.2f}" for n, i, j in pairs)))
     width = max((len(r) for r in rows), default=1)
     rows = [r + ("",) * (width - len(r)) for r in rows]
@@ -298,8 +301,12 @@ def _compare_section(report: Report) -> _Section | None:
                   _pct(la.mean_overlap)) for la in ag.layers
                  if report.shown is None or la.layer in {x.layer for x in shown_layers(report)})
     small = min(ag.a_top_k, ag.b_top_k)
-    where = ("the two answers are the same" if ag.diverged_at is None
-             else f"the token ids part at token {ag.diverged_at}")
+    if ag.diverged_at is not None:
+        where = f"the token ids part at token {ag.diverged_at}"
+    elif ag.a_tokens != ag.b_tokens:
+        where = f"the shorter trace ends at token {min(ag.a_tokens, ag.b_tokens)}"
+    else:
+        where = "the same token ids throughout"
     notes = (f"{ag.tokens} tokens compared ({where}; {ag.a_tokens} and {ag.b_tokens} in the "
              f"traces); top-k agree: the top-{small} set lies inside the other.",)
     return _Section(f"Against {report.compare_source} (top-{ag.a_top_k} vs top-{ag.b_top_k})",
@@ -353,7 +360,23 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def json_text(record: dict[str, Any]) -> str:
+    """One field a line, and one line for each layer: readable, and written by json's C
+    encoder (an indented dump goes through its Python one, seconds for 128 x 128 matrices)."""
+    def one(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    fields = []
+    for key, value in record.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = ",\n".join(f"  {one(v)}" for v in value)
+            fields.append(f" {one(key)}: [\n{items}\n ]")
+        else:
+            fields.append(f" {one(key)}: {one(value)}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
+
+
 def render(report: Report, fmt: Format) -> str:
     if fmt == "json":
-        return json.dumps(to_json(report), indent=1, ensure_ascii=False) + "\n"
+        return json_text(to_json(report))
     return to_table(report) if fmt == "table" else to_markdown(report)

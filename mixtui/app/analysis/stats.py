@@ -153,7 +153,8 @@ class Agreement:
     b_tokens: int
     a_top_k: int
     b_top_k: int
-    diverged_at: int | None  # index of the first differing token id, None if none differs
+    diverged_at: int | None  # the first differing token id's index; None: none differs (the
+    # longer trace may go on past the shorter)
     layers: tuple[LayerAgreement, ...] = field(default=())
 
 
@@ -312,7 +313,10 @@ def analyze(routing: Routing, capacities: Sequence[int] | None = None) -> Analys
 
 
 # -- the expert-cache replay -----------------------------------------------------------------------
-CHUNK = 256  # tokens whose eviction keys are worked out at once (memory: CHUNK x 3 x L x E)
+# Tokens whose eviction keys are worked out at once: up to 256, fewer for wide models so that
+# a chunk's key arrays (about 6 of tokens x L x E int64) stay near 100 MB.
+CHUNK = 256
+CHUNK_CELLS = 2**21
 
 
 def _chunk_need(ranked: np.ndarray, num_experts: int) -> np.ndarray:
@@ -373,17 +377,18 @@ def _replay(ranked: np.ndarray, num_experts: int,
     if t == 0:
         return hits, lookups
     stamp = t * (k + 1) + k + 1  # larger than any recency key
-    starts = list(range(0, t, CHUNK))
+    size_chunk = max(1, min(CHUNK, CHUNK_CELLS // (layers * e)))
+    starts = list(range(0, t, size_chunk))
     # the first use at or after each chunk's end, from the last chunk back
     after = {starts[-1]: np.full((layers, e), t, dtype=np.int64)}
     for s0, s1 in zip(starts[::-1], starts[::-1][1:], strict=False):
-        need = _chunk_need(ranked[s0:s0 + CHUNK], e)
+        need = _chunk_need(ranked[s0:s0 + size_chunk], e)
         after[s1] = _first_use_from(need, s0, after[s0], t)[0]
     last = np.full((layers, e), -1, dtype=np.int64)
     uses = np.zeros((layers, e), dtype=np.int64)
     rank_key = (k - np.arange(k))[None, None, :]  # the top-1 counts as the latest of its token
     for s0 in starts:
-        chunk = ranked[s0:s0 + CHUNK]
+        chunk = ranked[s0:s0 + size_chunk]
         b = len(chunk)
         ok = chunk != NO_EXPERT
         need = _chunk_need(chunk, e)  # (b, L, E)
@@ -456,7 +461,7 @@ def agreement(a: Routing, b: Routing) -> Agreement:
                          "`mixtui generate --trace`.")
     n = min(a.tokens, b.tokens)
     differ = np.nonzero(a.ids[:n] != b.ids[:n])[0]
-    diverged = int(differ[0]) if differ.size else (None if a.tokens == b.tokens else n)
+    diverged = int(differ[0]) if differ.size else None
     upto = n if diverged is None else diverged
     prompt_a = int(np.argmax(a.generated)) if a.generated.any() else a.tokens
     prompt_b = int(np.argmax(b.generated)) if b.generated.any() else b.tokens
