@@ -289,6 +289,8 @@ class AnalysisScreen(Screen[None]):
         self.layer_index = min(self.layer_index, len(message.analysis.layers) - 1)
         if first:
             self._fill_cache_layers()
+            if not self._sizes:  # opened before the model had loaded
+                self._fill_sizes()
         self._show_all()
 
     # -- the views ---------------------------------------------------------------------------
