@@ -104,10 +104,13 @@ def test_table_prints_the_baselines_and_the_paper(traces: dict[str, Path],
     code, out, err = analyze(capsys, traces["k2"])
     assert code == 0, err
     assert out.startswith("nano: 4 MoE layers, 8 experts, top-2")
-    assert "top-1 repeats 12.5%, top-2 sets meet 46.4%" in out
+    # the random baselines above the layers' rates: 1/E, 1 - C(6,2)/C(8,2), c/E
+    random = [line.split() for line in out.splitlines() if line.startswith("random")]
+    assert random[0][:5] == ["random", "12.5%", "46.4%", "12%/46%", "12%/46%"]
+    assert random[1] == ["random", "(c/E)", "25%", "38%", "50%", "62%", "75%", "88%", "100%"]
     # the paper's ranges beside the first, middle and last layer only
-    assert "L0: 13.6–14.9% / 44.9–49.9%" in out and "L15: 23.6–28.4%" in out
-    assert "L31: 19.7–26.3%" in out
+    assert "L0: 13.6–14.9 / 44.9–49.9" in out and "L15: 23.6–28.4 / 61.6–67.0" in out
+    assert "L31: 19.7–26.3 / 44.5–53.6" in out
     rows = [line for line in out.splitlines() if line[:1].isdigit()]
     assert [r.split()[0] for r in rows[:4]] == ["0", "1", "2", "3"]
     assert "lru (mean)" in out and "optimal (mean)" in out and "lru L3" in out

@@ -186,8 +186,8 @@ def _paper(la: LayerAnalysis, position: int, count: int) -> str:
         return ""
     t1 = [v["top1"][where] for v in PAPER_TABLE5.values()]
     tk = [v["topk"][where] for v in PAPER_TABLE5.values()]
-    return (f"L{PAPER_LAYERS[where]}: {min(t1):.1f}–{max(t1):.1f}% / "
-            f"{min(tk):.1f}–{max(tk):.1f}%")
+    return (f"L{PAPER_LAYERS[where]}: {min(t1):.1f}–{max(t1):.1f} / "
+            f"{min(tk):.1f}–{max(tk):.1f}")
 
 
 def _layer_section(report: Report) -> _Section:
@@ -196,8 +196,14 @@ def _layer_section(report: Report) -> _Section:
     every = a.num_experts <= LOAD_BY_EXPERT
     columns = ("layer", "top-1 repeat", f"top-{k} meet", "prompt", "generate",
                "top-1 load % by expert" if every else "busiest (top-1)", "imbal.",
-               "H bits", "router H", "w top-1", "paper 8x7B top-1 / top-2")
-    rows = []
+               "H bits", "router H", "w top-1", "paper % top-1 / top-2")
+    e = a.num_experts
+    t1, tk = _pct(a.top1_baseline), _pct(a.topk_baseline)
+    phase = f"{_pct(a.top1_baseline, 0)}/{_pct(a.topk_baseline, 0)}"
+    # uniformly random routing, above the layers: the baseline beside every rate
+    rows = [("random", t1, tk, phase, phase,
+             f"even: {100 / e:.3g} each" if every else f"even: {_pct(1 / e)}", "1.00",
+             f"{math.log2(e):.2f}", f"{math.log2(e):.2f}", _pct(1 / k, 0), "")]
     count = len(a.layers)
     for i, la in enumerate(a.layers):
         if report.shown is not None and i not in report.shown:
@@ -214,11 +220,10 @@ def _layer_section(report: Report) -> _Section:
                      spread, f"{load.top1_imbalance:.2f}", f"{load.top1_entropy_bits:.2f}",
                      f"{la.router_entropy_bits:.2f}", _pct(la.top1_weight_share, 0),
                      _paper(la, i, count)))
-    notes = (f"random routing: top-1 repeats {_pct(a.top1_baseline)}, top-{k} sets meet "
-             f"{_pct(a.topk_baseline)}; imbalance (busiest share / even share) 1 when even, "
-             f"{a.num_experts} when one expert takes all; H bits: the top-1 load's entropy, "
-             f"{math.log2(a.num_experts):.2f} when even; router H: the router's mean entropy; "
-             "w top-1: the top-1 expert's share of the gate weight.",
+    notes = (f"random: uniformly random routing (top-1 repeats 1/E, two top-{k} sets meet "
+             f"1 − C(E−k,k)/C(E,k)); imbalance: busiest share / even share ({e} when one "
+             "expert takes all); H bits: the top-1 load's entropy; router H: the router's mean "
+             "entropy; w top-1: the top-1 expert's share of the gate weight.",
              "prompt / generate: the two rates over the pairs inside each phase; paper: "
              "Mixtral 8x7B's range over the Pile's domains (Table 5) at its first, middle and "
              "last layer.")
@@ -229,13 +234,15 @@ def _layer_section(report: Report) -> _Section:
 def _cache_section(report: Report) -> _Section:
     a = report.analysis
     caps = a.capacities
-    rows = [(f"{policy} (mean)", *(_pct(a.hit_rate(policy, c), 0) for c in caps))
-            for policy in POLICIES]
+    rows = [("random (c/E)", *(_pct(c / a.num_experts, 0) for c in caps))]
+    rows += [(f"{policy} (mean)", *(_pct(a.hit_rate(policy, c), 0) for c in caps))
+             for policy in POLICIES]
     per_layer = shown_layers(report) if report.shown is not None or len(a.layers) <= 8 else ()
     for la in per_layer:
         rows.append((f"lru L{la.layer}", *(_pct(la.hit_rate("lru", c), 0) for c in caps)))
-    notes = ["random routing: lru hits about c/E; hit rate = hits / (tokens × k), cold start "
-             "included; the optimum is Belady's (the expert used farthest ahead goes)."]
+    notes = ["random (c/E): what LRU or LFU hit once warm if routing were uniformly random; "
+             "hit rate = hits / (tokens × k), cold start included; the optimum is Belady's "
+             "(the expert used farthest ahead goes)."]
     if not per_layer:
         notes.append("per-layer rows: choose layers with --layers.")
     return _Section(f"Expert cache: hit rate at c experts per layer (of {a.num_experts})",
