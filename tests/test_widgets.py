@@ -25,7 +25,8 @@ from mixtui.tui.widgets.stats import StatsPanel, human_bytes, human_count, spark
 from mixtui.tui.widgets.token_strip import TokenStrip, display_text, top1_experts
 
 WIDGET_MODULES = ["mixtui.tui.widgets.heatmap", "mixtui.tui.widgets.token_strip",
-                  "mixtui.tui.widgets.stats", "mixtui.tui.widgets.model_bar"]
+                  "mixtui.tui.widgets.stats", "mixtui.tui.widgets.model_bar",
+                  "mixtui.tui.widgets.timeline"]
 
 
 class Host(App[None]):

@@ -72,6 +72,9 @@ class Actions:
         yield SystemCommand("Export trace…", "the conversation in the trace format",
                             self.export_trace)
         yield SystemCommand("Toggle expert colouring", "key e", app.action_toggle_colouring)
+        yield SystemCommand("Toggle routing over time", "each token's top-1 expert per layer; "
+                            "narrow: in place of the token strip (key o)",
+                            app.action_toggle_over_time)
         yield SystemCommand("Reload engine", "start the engine again (key r)",
                             app.action_reload)
         yield SystemCommand("Keys", "the help screen (key ?)", app.action_help)

@@ -53,7 +53,7 @@ UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thr
 # while the analysis screen is (its Esc closes it, not the answer it watches).
 _MAIN_SCREEN_ACTIONS = frozenset({
     "stop", "help", "focus_input", "switch", "layer", "focus_strip", "toggle_colouring",
-    "reload", "pick_model", "compare", "analyze", "command_palette"})
+    "reload", "pick_model", "compare", "analyze", "command_palette", "toggle_over_time"})
 T = TypeVar("T")
 
 __all__ = ["MixtuiApp", "run_app"]
@@ -76,6 +76,7 @@ class MixtuiApp(App[int]):
         Binding("right_square_bracket", "layer(1)", "Layer +"),
         Binding("t", "focus_strip", "Tokens", show=False),
         Binding("e", "toggle_colouring", "Colours"),
+        Binding("o", "toggle_over_time", "Over time", show=False),
         Binding("r", "reload", "Reload engine", show=False),
         Binding("m", "pick_model", "Models", show=False),
         Binding("c", "compare", "Compare", show=False),
@@ -252,7 +253,7 @@ class MixtuiApp(App[int]):
         self.main.query_one("#prompt").focus()
 
     def action_focus_strip(self) -> None:
-        self.main.query_one(TokenStrip).focus()
+        self.main.focus_tokens()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -318,6 +319,9 @@ class MixtuiApp(App[int]):
         strip.colouring = not strip.colouring
         self.settings.expert_colouring = strip.colouring
         self.save_settings()
+
+    def action_toggle_over_time(self) -> None:
+        self.main.toggle_over_time()
 
     def action_reload(self) -> None:
         self.main.reload()

@@ -34,6 +34,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("t", "focus the token strip: ← → Home End move the cursor over tokens, and the "
           "heatmap shows that token's routing (a click does the same); ↑ ↓ change the layer"),
     ("e", "expert colouring of the tokens on / off"),
+    ("o", "routing over time (each token's top-1 expert at every layer): shows and focuses "
+          "it, and hides it when focused; narrow screen: in place of the token strip. "
+          "Focused: ← → Home End move the token cursor (shared with the strip), ↑ ↓ PgUp "
+          "PgDn the layer; a click picks a cell; colour = id mod 16, character = id ÷ 16, "
+          "the id at the cursor below"),
     ("r", "restart the engine after it exited (the conversation stays)"),
     ("?", "this help"),
     ("ctrl+p", "command palette: every action (system prompt, sampling, experts per token, "

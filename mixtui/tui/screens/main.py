@@ -47,6 +47,7 @@ from mixtui.tui.widgets.chat import ChatLog
 from mixtui.tui.widgets.heatmap import RoutingHeatmap
 from mixtui.tui.widgets.model_bar import BarEntry, ModelBar
 from mixtui.tui.widgets.stats import StatsPanel
+from mixtui.tui.widgets.timeline import RoutingTimeline
 from mixtui.tui.widgets.token_strip import TokenStrip, top1_experts
 from mixtui.tui.wording import say
 
@@ -84,7 +85,8 @@ def _shielded(handler: Callable[[MainScreen, M], None]) -> Callable[[MainScreen,
 
 
 class MainScreen(Screen[None]):
-    """Model bar, chat, token strip, routing heatmaps and speed/memory figures."""
+    """Model bar, chat, routing over time, token strip, routing heatmaps and speed/memory
+    figures."""
 
     app: MixtuiApp
     # The controller's state as the views last saw it (set after every change of it).
@@ -106,6 +108,9 @@ class MainScreen(Screen[None]):
         self._dirty = False
         self._strip_buffer: list[tuple[list[str], list[str], np.ndarray | None]] = []
         self._last_token: tuple[np.ndarray, np.ndarray, np.ndarray, str, int] | None = None
+        # Whether the routing-over-time panel shows, per layout: wide, beside the strip (on
+        # at first); narrow, in place of the strip (off at first: the strip stays).
+        self._over_time = {"wide": True, "narrow": False}
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -113,6 +118,7 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield ChatLog(id="chat")
+                yield RoutingTimeline(id="timeline")
                 yield TokenStrip(id="strip")
             with Container(id="side"):  # wide: two columns; narrow: one, scrolling
                 with VerticalScroll(id="routing"):
@@ -126,10 +132,22 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#chat").border_title = "chat"
         self.query_one("#strip").border_title = "tokens"
+        self.query_one("#timeline").border_title = "routing over time"
         self.query_one("#routing").border_title = "routing"
         self.query_one("#stats").border_title = "speed · memory"
         self.query_one(TokenStrip).colouring = self.app.settings.expert_colouring
         self.query_one(Input).focus()
+        # One cursor and one layer for the strip and the timeline: each follows the other
+        # (a reactive set to the value it has calls no watcher, so this never loops).
+        strip, timeline = self.query_one(TokenStrip), self.query_one(RoutingTimeline)
+        self.watch(strip, "cursor", lambda value: setattr(timeline, "cursor", value),
+                   init=False)
+        self.watch(timeline, "cursor", lambda value: setattr(strip, "cursor", value),
+                   init=False)
+        self.watch(strip, "layer_index", lambda value: setattr(timeline, "layer_index", value),
+                   init=False)
+        self.watch(timeline, "layer_index", lambda value: setattr(strip, "layer_index", value),
+                   init=False)
         self.apply_width(self.app.size.width)
         if self.app.startup_warning:
             self.notice(self.app.startup_warning)
@@ -137,6 +155,42 @@ class MainScreen(Screen[None]):
 
     def apply_width(self, width: int) -> None:
         self.set_class(width < NARROW, "narrow")
+        self._show_over_time()
+
+    def toggle_over_time(self) -> None:
+        """Key o: show the routing-over-time panel and focus it (so that its keys act); when
+        it is focused, hide it. Wide it sits above the token strip, narrow in its place."""
+        layout = "narrow" if self.has_class("narrow") else "wide"
+        timeline = self.query_one(RoutingTimeline)
+        if self._over_time[layout] and self.focused is not timeline:
+            timeline.focus()  # shown already: o reaches it
+            return
+        self._over_time[layout] = not self._over_time[layout]
+        self._show_over_time()
+        if self._over_time[layout]:
+            timeline.focus()
+
+    def focus_tokens(self) -> None:
+        """Key t: the token strip, or the timeline where it stands in the strip's place."""
+        if self.has_class("narrow") and self.over_time_shown:
+            self.query_one(RoutingTimeline).focus()
+        else:
+            self.query_one(TokenStrip).focus()
+
+    @property
+    def over_time_shown(self) -> bool:
+        return self._over_time["narrow" if self.has_class("narrow") else "wide"]
+
+    def _show_over_time(self) -> None:
+        # app.tcss: hidden in the wide layout, or in place of the strip in the narrow one
+        shown = self.over_time_shown
+        self.set_class(not shown, "timeline-off")
+        self.set_class(shown, "timeline-on")
+        # a panel that goes (by key o, or a resize into the other layout) takes no keys
+        focused = self.focused  # None before the widgets are mounted, too
+        if isinstance(focused, RoutingTimeline) and not shown or \
+                isinstance(focused, TokenStrip) and shown and self.has_class("narrow"):
+            self.set_focus(None)
 
     @property
     def chat(self) -> ChatLog:
@@ -510,8 +564,10 @@ class MainScreen(Screen[None]):
         self._dirty = False
         chat = self.controller
         strip = self.query_one(TokenStrip)
-        for texts, phases, top1 in self._strip_buffer:
+        timeline = self.query_one(RoutingTimeline)
+        for texts, phases, top1 in self._strip_buffer:  # one batch per engine event
             strip.append(texts, phases, top1)
+            timeline.append(texts, phases, top1)
         self._strip_buffer.clear()
         text = chat.answer_text
         if self._answer is not None and len(text) > self._answer_shown:
@@ -561,24 +617,33 @@ class MainScreen(Screen[None]):
         self._turn = None
         conversation = self.controller.conversation
         strip = self.query_one(TokenStrip)
+        timeline = self.query_one(RoutingTimeline)
         heatmap = self.query_one(RoutingHeatmap)
         strip.clear()
+        timeline.clear()
         info = self.controller.info or conversation.info
         texts, phases = list(conversation.texts), list(conversation.phases)
         if info is None:  # no model yet (loading, or it failed): nothing of another's stays
             strip.append(texts, phases, None)
+            timeline.show_message("Send a prompt: each token's top-1 experts appear here.")
+            timeline.append(texts, phases, None)
             heatmap.show_message("Send a prompt: each token's experts appear here.")
             return
         if not info.is_moe:
             strip.show_dense()
-            heatmap.show_dense(self.spec.name if self.spec is not None else info.name)
+            name = self.spec.name if self.spec is not None else info.name
+            timeline.show_dense(name)
+            timeline.append(texts, phases, None)
+            heatmap.show_dense(name)
             return
         strip.set_layers(info.moe_layers, num_experts=info.num_experts)
+        timeline.set_layers(info.moe_layers, num_experts=info.num_experts)
         heatmap.set_geometry(info.num_layers, info.shared_experts)
         routing = conversation.routing()
-        strip.append(texts, phases,
-                     top1_experts(routing.experts, routing.weights) if routing is not None
-                     else None)
+        top1 = (top1_experts(routing.experts, routing.weights) if routing is not None
+                else None)
+        strip.append(texts, phases, top1)
+        timeline.append(texts, phases, top1)
         n = len(conversation)
         last = conversation.token(-1) if n else None
         if last is not None and last.routing is not None:
