@@ -51,6 +51,9 @@ class Actions:
                             "(key m)", app.action_pick_model)
         yield SystemCommand("Compare models…", "decode speed, memory and the 300-token wait "
                             "of several models side by side (key c)", app.action_compare)
+        yield SystemCommand("Analyze routing…", "the conversation's expert load, the Mixtral "
+                            "paper's Table 5, expert-cache hit rates and offloading speed, "
+                            "live (key a)", app.action_analyze)
         for n, spec in enumerate(app.main.entries, start=1):
             yield SystemCommand(f"Switch model: {spec.name}", f"key {n}",
                                 lambda key=spec.key: app.switch_model(key))

@@ -35,6 +35,7 @@ from mixtui.registry.spec import ModelSpec
 from mixtui.tui.actions import Actions
 from mixtui.tui.download_screen import DownloadScreen
 from mixtui.tui.messages import TokenInbox, engine_message
+from mixtui.tui.screens.analysis import AnalysisScreen
 from mixtui.tui.screens.compare import CompareScreen
 from mixtui.tui.screens.dialogs import HelpScreen
 from mixtui.tui.screens.main import BAR_SLOTS, MainScreen
@@ -48,10 +49,11 @@ if TYPE_CHECKING:
 
 UI_NICE = 19  # the UI thread's priority on Linux: the lowest (see _lower_ui_thread_priority)
 # The main screen's keys, and the palette of its actions, wait while the compare screen is up
-# (it has its own Esc; a model switch during its run would fight it for the memory).
+# (it has its own Esc; a model switch during its run would fight it for the memory), and
+# while the analysis screen is (its Esc closes it, not the answer it watches).
 _MAIN_SCREEN_ACTIONS = frozenset({
     "stop", "help", "focus_input", "switch", "layer", "focus_strip", "toggle_colouring",
-    "reload", "pick_model", "compare", "command_palette", "toggle_over_time"})
+    "reload", "pick_model", "compare", "analyze", "command_palette", "toggle_over_time"})
 T = TypeVar("T")
 
 __all__ = ["MixtuiApp", "run_app"]
@@ -78,6 +80,7 @@ class MixtuiApp(App[int]):
         Binding("r", "reload", "Reload engine", show=False),
         Binding("m", "pick_model", "Models", show=False),
         Binding("c", "compare", "Compare", show=False),
+        Binding("a", "analyze", "Analyze", show=False),
     ]
 
     def __init__(self, model: str | None = None, sampling: Sampling | None = None,
@@ -229,7 +232,7 @@ class MixtuiApp(App[int]):
 
     # -- actions -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if isinstance(self.screen, CompareScreen):
+        if isinstance(self.screen, CompareScreen | AnalysisScreen):
             return action not in _MAIN_SCREEN_ACTIONS
         # Single-key actions belong to the main screen, not to a dialog over it.
         return not (isinstance(self.screen, ModalScreen) and action not in ("quit", "stop"))
@@ -286,6 +289,10 @@ class MixtuiApp(App[int]):
         main = self.main
         spec = main.spec
         self.push_screen(CompareScreen(main.catalogue(), spec.key if spec else "nano"))
+
+    def action_analyze(self) -> None:
+        """The analysis screen: the conversation's routing statistics, live."""
+        self.push_screen(AnalysisScreen())
 
     def at_normal_priority(self, fn: Callable[[], T]) -> T:
         """`fn()` on the spawner thread, so that the engines it starts keep the normal

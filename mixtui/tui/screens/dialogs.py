@@ -27,6 +27,9 @@ KEYS: tuple[tuple[str, str], ...] = (
           "switches, * pins it to the number keys"),
     ("c", "compare models: decode speed, memory and the 300-token wait side by side, on "
           "disk or synthetic (the chat's engine stops for the run and comes back after it)"),
+    ("a", "analyze the routing: each layer's expert load, the Mixtral paper's Table 5 "
+          "rates, expert-cache hit rates and offloading speed, updated as the answer "
+          "streams; compare with a trace (ctrl+t), export (ctrl+e)"),
     ("[  ]", "previous / next MoE layer for the token colours"),
     ("t", "focus the token strip: ← → Home End move the cursor over tokens, and the "
           "heatmap shows that token's routing (a click does the same); ↑ ↓ change the layer"),
