@@ -114,7 +114,8 @@ def test_table_prints_the_baselines_and_the_paper(traces: dict[str, Path],
     rows = [line for line in out.splitlines() if line[:1].isdigit()]
     assert [r.split()[0] for r in rows[:4]] == ["0", "1", "2", "3"]
     assert "lru (mean)" in out and "optimal (mean)" in out and "lru L3" in out
-    assert max(len(line) for line in out.splitlines()) <= 140
+    # 140 columns, but for the first line, which names the trace's path (as long as it is)
+    assert max(len(line) for line in out.splitlines()[1:]) <= 140
 
 
 def test_markdown_and_out(traces: dict[str, Path], capsys: pytest.CaptureFixture[str],

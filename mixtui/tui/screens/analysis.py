@@ -263,7 +263,7 @@ class AnalysisScreen(Screen[None]):
         # deferred: the statistics need numpy, which the first frame does without
         import numpy as np
 
-        from mixtui.app.analysis.stats import Routing, analyze
+        from mixtui.app.analysis.stats import Routing, analyze  # numpy at its top: as above
 
         try:
             routing = Routing.from_batch(batch, phases, info.moe_layers, info.num_experts,
