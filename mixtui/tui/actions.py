@@ -223,7 +223,7 @@ class Actions:
                 self._write(lambda p: conversation.export_trace(p, info), path,
                             f"Trace written to {path} (docs/trace-format.md).", "Not exported")
 
-        app.push_screen(AskScreen("export trace", "File (JSON Lines, mixtui-trace v1)",
+        app.push_screen(AskScreen("export trace", "File (JSON Lines, docs/trace-format.md)",
                                   default_path("trace", app.model_name, ".jsonl")), done)
 
     def _write(self, write: Callable[[Path], None], path: str, done: str, failed: str) -> None:
