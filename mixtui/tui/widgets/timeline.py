@@ -34,7 +34,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from mixtui.tui.widgets.heatmap import EXPERT_COLOURS, expert_colour, expert_ink
-from mixtui.tui.widgets.token_strip import PROMPT_SHADE, display_text
+from mixtui.tui.widgets.token_strip import PROMPT_SHADE, TokenCursor, display_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,7 +81,7 @@ def _quoted(text: str, limit: int = 20) -> str:
     return f"'{shown}'"
 
 
-class RoutingTimeline(Widget, can_focus=True):
+class RoutingTimeline(TokenCursor, Widget, can_focus=True):
     """Top-1 experts per MoE layer (rows) and processed token (columns), growing as they come.
 
     Feed it with `append` (the token strip's arguments); `set_layers` names the MoE layers
@@ -261,22 +261,6 @@ class RoutingTimeline(Widget, can_focus=True):
         self._changed()
 
     # -- actions ----------------------------------------------------------------------------
-    def action_cursor_left(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor - 1
-
-    def action_cursor_right(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor + 1
-
-    def action_cursor_first(self) -> None:
-        if self._texts:
-            self.cursor = 0
-
-    def action_cursor_last(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1
-
     def action_layer(self, step: int) -> None:
         self.layer_index += step
 

@@ -68,7 +68,32 @@ def _darker(colour: str, amount: float) -> str:
                          for i in (1, 3, 5))
 
 
-class TokenStrip(Widget, can_focus=True):
+class TokenCursor:
+    """The cursor keys over a run of tokens (← → Home End), for the token strip and the
+    routing timeline, which share one cursor: the widget keeps the tokens' texts in
+    `_texts` and the selected token's index in its `cursor` reactive (None: the newest)."""
+
+    _texts: list[str]
+    cursor: int | None
+
+    def action_cursor_left(self) -> None:
+        if self._texts:
+            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor - 1
+
+    def action_cursor_right(self) -> None:
+        if self._texts:
+            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor + 1
+
+    def action_cursor_first(self) -> None:
+        if self._texts:
+            self.cursor = 0
+
+    def action_cursor_last(self) -> None:
+        if self._texts:
+            self.cursor = len(self._texts) - 1
+
+
+class TokenStrip(TokenCursor, Widget, can_focus=True):
     """Processed tokens coloured by their top-1 expert at layer `moe_layers[layer_index]`.
 
     Feed it with `append`; `set_layers` names the MoE layers (a new model), `clear` starts
@@ -256,22 +281,6 @@ class TokenStrip(Widget, can_focus=True):
         self._changed()
 
     # -- actions ----------------------------------------------------------------------------
-    def action_cursor_left(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor - 1
-
-    def action_cursor_right(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1 if self.cursor is None else self.cursor + 1
-
-    def action_cursor_first(self) -> None:
-        if self._texts:
-            self.cursor = 0
-
-    def action_cursor_last(self) -> None:
-        if self._texts:
-            self.cursor = len(self._texts) - 1
-
     def action_next_layer(self) -> None:
         self.next_layer()
 
