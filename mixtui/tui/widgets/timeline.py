@@ -101,10 +101,7 @@ class RoutingTimeline(TokenCursor, Widget, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("left", "cursor_left", "Previous token", show=False),
-        Binding("right", "cursor_right", "Next token", show=False),
-        Binding("home", "cursor_first", "First token", show=False),
-        Binding("end", "cursor_last", "Last token", show=False),
+        *TokenCursor.CURSOR_BINDINGS,
         Binding("up", "layer(-1)", "Layer up", key_display="↑"),
         Binding("down", "layer(1)", "Layer down", key_display="↓"),
         Binding("pageup", "page(-1)", "Layers up", show=False),

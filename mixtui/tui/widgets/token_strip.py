@@ -15,14 +15,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -73,6 +73,13 @@ class TokenCursor:
     routing timeline, which share one cursor: the widget keeps the tokens' texts in
     `_texts` and the selected token's index in its `cursor` reactive (None: the newest)."""
 
+    CURSOR_BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "cursor_left", "Previous token", show=False),
+        Binding("right", "cursor_right", "Next token", show=False),
+        Binding("home", "cursor_first", "First token", show=False),
+        Binding("end", "cursor_last", "Last token", show=False),
+    ]  # to spread in each widget's BINDINGS: Textual reads bindings of widget classes only
+
     _texts: list[str]
     cursor: int | None
 
@@ -112,10 +119,7 @@ class TokenStrip(TokenCursor, Widget, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("left", "cursor_left", "Previous token", show=False),
-        Binding("right", "cursor_right", "Next token", show=False),
-        Binding("home", "cursor_first", "First token", show=False),
-        Binding("end", "cursor_last", "Last token", show=False),
+        *TokenCursor.CURSOR_BINDINGS,
         Binding("up", "previous_layer", "Layer up", key_display="↑"),
         Binding("down", "next_layer", "Layer down", key_display="↓"),
     ]
