@@ -353,10 +353,11 @@ async def test_the_view_follows_a_streaming_answer_at_most_once_a_second() -> No
         await ask(pilot, app, PROMPT)
         await wait_for(pilot, lambda: app.controller.generated > 0)
         screen = await open_by_key(pilot, app)
-        first = screen.analysis
+        first, runs = screen.analysis, screen.runs  # on a busy machine runs may be past 1
         assert first is not None
-        await wait_for(pilot, lambda: screen.runs >= 3 or not app.generating, timeout=30.0)
-        assert screen.runs >= 2
+        await wait_for(pilot, lambda: screen.runs >= runs + 2 or not app.generating,
+                       timeout=30.0)
+        assert screen.runs >= runs + 1
         later = screen.analysis
         assert later is not None and later.tokens > first.tokens
         gaps = [b - a for a, b in zip(screen.started_at, screen.started_at[1:], strict=False)]
