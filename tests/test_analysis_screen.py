@@ -16,6 +16,7 @@ from test_tui import ask, ready, text_of, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
+from mixtui.app.analysis.report import paper_positions
 from mixtui.app.analysis.stats import Load, Routing, analyze
 from mixtui.core.types import Sampling
 from mixtui.tui.app import MixtuiApp
@@ -31,7 +32,6 @@ from mixtui.tui.widgets.analysis import (
     parse_gbps,
     percent,
     share_bar,
-    shown_layers,
 )
 
 pytestmark = pytest.mark.usefixtures("empty_hf_cache", "fixed_budget")
@@ -99,8 +99,10 @@ def test_fields_and_suffixes() -> None:
             parse_gbps(bad, "miss bandwidth", blank_ok=False)
     assert [export_format(p) for p in ("a.md", "b.JSON", "c.txt", "d.csv")] == [
         "md", "json", "table", None]
-    assert shown_layers(32) == (0, 15, 31) and shown_layers(4) == (0, 1, 3)
-    assert shown_layers(1) == (0,)
+    # our layers beside the paper's first, middle and last, on the screen and in the export
+    assert paper_positions(32) == {0: 0, 15: 1, 31: 2}
+    assert paper_positions(4) == {0: 0, 1: 1, 3: 2}
+    assert paper_positions(2) == {0: 0, 1: 2} and paper_positions(1) == {0: 0}
 
 
 # -- the screen ----------------------------------------------------------------------------------
@@ -362,9 +364,8 @@ async def test_the_view_follows_a_streaming_answer_at_most_once_a_second() -> No
         assert later is not None and later.tokens > first.tokens
         gaps = [b - a for a, b in zip(screen.started_at, screen.started_at[1:], strict=False)]
         assert min(gaps) >= REFRESH_S - 0.05
-        # keys act while it streams and analyses
-        if app.generating:
-            assert "live" in plain(screen, "analysis-head")
+        # keys act while it streams and analyses (3,000 tokens: it is still streaming)
+        assert app.generating and "live" in plain(screen, "analysis-head")
         await pilot.press("right_square_bracket")
         assert screen.layer_index == 1
         # the final figures are the whole answer's

@@ -43,6 +43,7 @@ PAPER_TABLE5: dict[str, dict[str, tuple[float, float, float]]] = {
 }
 WIDTH = 138  # the table's notes wrap within a 140-column terminal
 LOAD_BY_EXPERT = 16  # up to this many experts the table lists each one's share
+DETAILED_LAYERS = 8  # up to this many MoE layers the cache and co-activation list every one
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,23 @@ def shown_layers(report: Report) -> tuple[LayerAnalysis, ...]:
     return layers if report.shown is None else tuple(layers[i] for i in report.shown)
 
 
+def detailed_layers(report: Report) -> tuple[LayerAnalysis, ...]:
+    """The layers whose own rows (cache, co-activation) are printed: those asked for, else
+    all of a shallow model's, else none (`_coactivation_section` then takes the paper's)."""
+    if report.shown is not None or len(report.analysis.layers) <= DETAILED_LAYERS:
+        return shown_layers(report)
+    return ()
+
+
+def paper_positions(count: int) -> dict[int, int]:
+    """Which of the paper's Table 5 layers (0, 1, 2: its first, middle and last) each of
+    `count` MoE layers is set beside, by position: our first, middle and last; with two
+    layers the first and the last, with one the first."""
+    if count <= 2:
+        return {0: 0} if count == 1 else {0: 0, 1: 2}
+    return {0: 0, (count - 1) // 2: 1, count - 1: 2}
+
+
 def to_json(report: Report) -> dict[str, Any]:
     a = report.analysis
     out: dict[str, Any] = {
@@ -179,9 +197,9 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "–" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def _paper(la: LayerAnalysis, position: int, count: int) -> str:
+def _paper(position: int, count: int) -> str:
     """The paper's range over its domains beside the first, middle and last layer."""
-    where = {0: 0, (count - 1) // 2: 1, count - 1: 2}.get(position)
+    where = paper_positions(count).get(position)
     if where is None:
         return ""
     t1 = [v["top1"][where] for v in PAPER_TABLE5.values()]
@@ -219,7 +237,7 @@ def _layer_section(report: Report) -> _Section:
                      f"{_pct(pr[0], 0)}/{_pct(pr[1], 0)}", f"{_pct(ge[0], 0)}/{_pct(ge[1], 0)}",
                      spread, f"{load.top1_imbalance:.2f}", f"{load.top1_entropy_bits:.2f}",
                      f"{la.router_entropy_bits:.2f}", _pct(la.top1_weight_share, 0),
-                     _paper(la, i, count)))
+                     _paper(i, count)))
     notes = (f"random: uniformly random routing (top-1 repeats 1/E, two top-{k} sets meet "
              f"1 − C(E−k,k)/C(E,k)); imbalance: busiest share / even share ({e} when one "
              "expert takes all); H bits: the top-1 load's entropy; router H: the router's mean "
@@ -237,7 +255,7 @@ def _cache_section(report: Report) -> _Section:
     rows = [("random (c/E)", *(_pct(c / a.num_experts, 0) for c in caps))]
     rows += [(f"{policy} (mean)", *(_pct(a.hit_rate(policy, c), 0) for c in caps))
              for policy in POLICIES]
-    per_layer = shown_layers(report) if report.shown is not None or len(a.layers) <= 8 else ()
+    per_layer = detailed_layers(report)
     for la in per_layer:
         rows.append((f"lru L{la.layer}", *(_pct(la.hit_rate("lru", c), 0) for c in caps)))
     notes = ["random (c/E): what LRU or LFU hit once warm if routing were uniformly random; "
@@ -280,12 +298,12 @@ def _speed(x: float | None) -> str:
 
 def _coactivation_section(report: Report) -> _Section:
     a = report.analysis
-    layers = shown_layers(report) if report.shown is not None or len(a.layers) <= 8 else \
-        tuple(a.layers[i] for i in sorted({0, (len(a.layers) - 1) // 2, len(a.layers) - 1}))
+    layers = detailed_layers(report) or tuple(a.layers[i]
+                                              for i in paper_positions(len(a.layers)))
+    upper_i, upper_j = np.triu_indices(a.num_experts, 1)  # each pair once
     rows = []
     for la in layers:
         c, lift = la.coactivation, la.coactivation_lift
-        upper_i, upper_j = np.triu_indices(a.num_experts, 1)  # each pair once
         counts = c[upper_i, upper_j]
         best = [b for b in np.argsort(-counts, kind="stable")[:3] if counts[b] > 0]
         pairs = [(int(counts[b]), int(upper_i[b]), int(upper_j[b])) for b in best]
@@ -304,9 +322,10 @@ def _compare_section(report: Report) -> _Section | None:
     ag = report.agreement
     if ag is None:
         return None
+    shown = {la.layer for la in shown_layers(report)}
     rows = tuple((str(la.layer), _pct(la.top1_agree), _pct(la.topk_agree),
                   _pct(la.mean_overlap)) for la in ag.layers
-                 if report.shown is None or la.layer in {x.layer for x in shown_layers(report)})
+                 if report.shown is None or la.layer in shown)
     small = min(ag.a_top_k, ag.b_top_k)
     if ag.diverged_at is not None:
         where = f"the token ids part at token {ag.diverged_at}"

@@ -34,6 +34,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from mixtui.core.errors import MixtuiError
+from mixtui.core.units import gb
 from mixtui.tui.screens.dialogs import AskScreen
 from mixtui.tui.widgets.analysis import (
     PHASE_NAMES,
@@ -42,7 +43,6 @@ from mixtui.tui.widgets.analysis import (
     LoadView,
     agreement_text,
     export_format,
-    fmt_bytes,
     fmt_tps,
     hit_chart,
     load_text,
@@ -147,7 +147,9 @@ class AnalysisScreen(Screen[None]):
         self._stamp: tuple[int, int] | None = None  # (conversation id, tokens) last analysed
         self._busy = False
         self._started = 0.0  # monotonic time the last analysis started
-        self._sizes: dict[str, ModelSpec] = {}
+        self._sizes: dict[str, ModelSpec] = {}  # the models with this one's experts and k
+        self._sizes_filled = False  # the model had loaded when they were looked up
+        self._expert_sizes: dict[tuple[str, int], ExpertSize | None] = {}
         self._live_shown = False  # whether the head says the answer is streaming
 
     # -- layout ------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class AnalysisScreen(Screen[None]):
         self.layer_index = min(self.layer_index, len(message.analysis.layers) - 1)
         if first:
             self._fill_cache_layers()
-            if not self._sizes:  # opened before the model had loaded
+            if not self._sizes_filled:  # opened before the model had loaded
                 self._fill_sizes()
         self._show_all()
 
@@ -305,6 +307,7 @@ class AnalysisScreen(Screen[None]):
         self._show_load()
         self._show_table5()
         self._show_cache()
+        self._show_projection()
 
     def _show_head(self) -> None:
         self._live_shown = self.app.controller.generating
@@ -352,9 +355,6 @@ class AnalysisScreen(Screen[None]):
         a = self.analysis
         if a is None:
             return
-        # deferred with the statistics: report.py comes with them
-        from mixtui.app.analysis.report import PAPER_LAYERS, PAPER_TABLE5
-
         text = Text()
         text.append(f"{'layer':<7}{'top-1 repeat':>13}{'top-k share one':>17}\n", style="bold")
         text.append(f"{'random':<7}{percent(a.top1_baseline):>13}"
@@ -374,7 +374,7 @@ class AnalysisScreen(Screen[None]):
             text.append(f"L{chosen.layer} within one phase: " + ", ".join(phases) + "\n",
                         style="dim")
         text.append("\n")
-        text.append_text(paper_text(PAPER_TABLE5, PAPER_LAYERS, a))
+        text.append_text(paper_text(a))
         self.query_one("#analysis-table5", Static).update(text)
 
     def _show_cache(self) -> None:
@@ -392,7 +392,6 @@ class AnalysisScreen(Screen[None]):
             text.append(f" {marker} {name} ")
         text.append("· c: experts cached per layer", style="dim")
         chart.update(text)
-        self._show_projection()
 
     def _show_projection(self) -> None:
         a = self.analysis
@@ -416,12 +415,10 @@ class AnalysisScreen(Screen[None]):
                               "of”.", style="dim"))
             return
         # deferred with the statistics: numpy
-        from mixtui.app.analysis.sizes import expert_size
         from mixtui.app.analysis.stats import offload
 
-        try:
-            sizes = expert_size(spec, k=a.top_k)
-        except MixtuiError:  # its sentence names the command line's option: said here
+        sizes = self._expert_size(spec, a.top_k)
+        if sizes is None:
             self.sizes, self.projection = None, ()
             speed.update(Text(f"{spec.name} is not a mixture-of-experts model of a family "
                               "mixtui knows, so its expert size is not known; pick a model "
@@ -433,7 +430,7 @@ class AnalysisScreen(Screen[None]):
         best = offload(a, size, layers, resident, memory_gbps, cache_gbps, policy="optimal")
         self.sizes, self.projection = sizes, points
         text = Text()
-        text.append(f"offloading {sizes.name}: {fmt_bytes(size)} per expert, {layers} MoE "
+        text.append(f"offloading {sizes.name}: {gb(size)} per expert, {layers} MoE "
                     f"layers, misses at {cache_gbps:g} GB/s"
                     + (f", the rest at {memory_gbps:g} GB/s" if memory_gbps else "") + "\n",
                     style="bold")
@@ -446,6 +443,20 @@ class AnalysisScreen(Screen[None]):
         text.append("tok/s: decode speed an offloading engine could reach on this "
                     "conversation, c experts per layer kept in memory", style="dim")
         speed.update(text)
+
+    def _expert_size(self, spec: ModelSpec, k: int) -> ExpertSize | None:
+        """The model's expert size at k (None: it has none), worked out once: the
+        projection is drawn again with every keystroke in the bandwidth fields."""
+        key = (spec.key, k)
+        if key not in self._expert_sizes:
+            # deferred with the statistics: the inventory's arithmetic comes with them
+            from mixtui.app.analysis.sizes import expert_size
+
+            try:
+                self._expert_sizes[key] = expert_size(spec, k=k)
+            except MixtuiError:  # its sentence names the command line's option: said here
+                self._expert_sizes[key] = None
+        return self._expert_sizes[key]
 
     def _size_spec(self) -> ModelSpec | None:
         choice = self.query_one("#analysis-size", Select).value
@@ -466,6 +477,7 @@ class AnalysisScreen(Screen[None]):
             return
         self._sizes = {s.key: s for s in same_experts(registry, info)
                        if spec is None or s.key != spec.key}
+        self._sizes_filled = True
         select.set_options([(s.name, s.key) for s in self._sizes.values()])
         select.prompt = spec.name if spec is not None else "this model"
 

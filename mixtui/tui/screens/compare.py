@@ -61,6 +61,7 @@ from mixtui.core.errors import MixtuiError, UsageError
 from mixtui.core.files import atomic_write_text
 from mixtui.core.units import gb
 from mixtui.tui.screens.dialogs import AskScreen
+from mixtui.tui.widgets.bars import bar as eighths_bar
 from mixtui.tui.wording import say
 
 if TYPE_CHECKING:
@@ -79,7 +80,6 @@ EXPORTS: dict[str, Format] = {".md": "md", ".markdown": "md", ".csv": "csv", ".j
 SHOWN = ("model", "k", "decode tok/s", "peak mem", "300-token wait", "TTFT s",
          "prompt tok/s", "params (active)", "weights", "GB/s", "roofline", "perplexity", "note")
 BARRED = {"decode tok/s": "green", "peak mem": "magenta", "300-token wait": "yellow"}
-_EIGHTHS = " ▏▎▍▌▋▊▉"
 # check_request words a problem in the command line's options; the screen names its fields.
 _FIELDS = (("add --synthetic", "tick “synthetic”"), ("--synthetic", "“synthetic”"),
            ("--gen-tokens", "“generated tokens”"), ("--runs", "“runs”"),
@@ -89,13 +89,8 @@ _FIELDS = (("add --synthetic", "tick “synthetic”"), ("--synthetic", "“synt
 
 # -- pure parts --------------------------------------------------------------------------------
 def bar(value: float | None, largest: float, width: int = BAR_WIDTH) -> str:
-    """`value` as a bar of `width` cells at most, to the scale of `largest` (eighths of a
-    cell: █▉▊▋▌▍▎▏); "" for no value."""
-    if value is None or largest <= 0 or not math.isfinite(value) or value <= 0:
-        return ""
-    eighths = max(1, round(8 * width * min(value / largest, 1.0)))
-    full, part = divmod(eighths, 8)
-    return "█" * full + (_EIGHTHS[part] if part else "")
+    """`value` as a bar of `width` cells at most (`widgets/bars.py`); "" for no value."""
+    return eighths_bar(value, largest, width)
 
 
 def screen_fields(text: str) -> str:

@@ -18,6 +18,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
+from mixtui.tui.widgets.bars import bar
+
 if TYPE_CHECKING:
     from mixtui.app.analysis.report import Format
     from mixtui.app.analysis.stats import Agreement, Analysis, Load
@@ -32,7 +34,6 @@ CHART_HEIGHT = 14
 PHASE_NAMES = {"all": "all tokens", "prompt": "prompt", "generate": "answers"}
 POLICIES = (("lru", "o", "LRU"), ("lfu", "x", "LFU"), ("optimal", "*", "optimal (Belady)"))
 EXPORTS: dict[str, Format] = {".md": "md", ".markdown": "md", ".json": "json", ".txt": "table"}
-_EIGHTHS = " ▏▎▍▌▋▊▉"
 _LEVELS = "▁▂▃▄▅▆▇█"
 
 
@@ -46,14 +47,7 @@ class LoadView(Static, can_focus=True):
 def share_bar(share: float, uniform: float, scale: float, width: int = BAR_WIDTH) -> Text:
     """`share` as a bar of `width` cells to the scale of `scale`, with the uniform share
     marked (│ where the bar stops short of it, a yellow cell where it passes it)."""
-    cells = [" "] * width
-    if scale > 0 and math.isfinite(share) and share > 0:
-        eighths = max(1, round(8 * width * min(share / scale, 1.0)))
-        full, part = divmod(eighths, 8)
-        for i in range(min(full, width)):
-            cells[i] = "█"
-        if part and full < width:
-            cells[full] = _EIGHTHS[part]
+    cells = list(bar(share, scale, width).ljust(width))
     mark = min(width - 1, max(0, round(width * uniform / scale) - 1)) if scale > 0 else -1
     text = Text()
     for i, cell in enumerate(cells):
@@ -190,43 +184,30 @@ def same_experts(registry: dict[str, ModelSpec], info: ModelInfo) -> list[ModelS
             and spec.geometry.experts_per_token == info.default_top_k]
 
 
-def fmt_bytes(n: float) -> str:
-    """A byte count in kB, MB or GB."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
 def fmt_tps(value: float | None) -> str:
     """Tokens per second, to a sensible precision ("—" for none)."""
     return "—" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def shown_layers(layers: int) -> tuple[int, ...]:
-    """The first, middle and last MoE layer ordinals (the paper's layers 0, 15 and 31)."""
-    return tuple(dict.fromkeys((0, (layers - 1) // 2, layers - 1)))
-
-
-def paper_text(table: dict[str, dict[str, tuple[float, float, float]]],
-               paper_layers: tuple[int, int, int], analysis: Analysis) -> Text:
+def paper_text(analysis: Analysis) -> Text:
     """The Mixtral paper's Table 5 (8x7B; its range over domains, in %) at its first, middle
-    and last layer, beside this conversation's rates at its own first, middle and last."""
+    and last layer, beside this conversation's rates at its own (`report.paper_positions`)."""
+    # deferred with the statistics: report.py imports numpy, which the first frame does without
+    from mixtui.app.analysis.report import PAPER_LAYERS, PAPER_TABLE5, paper_positions
+
     text = Text()
     text.append("beside the Mixtral paper (8x7B on the Pile; the range over its domains):\n",
                 style="dim")
     text.append(f"{'':8}{'paper':<6}{'here':<6}{'top-1 paper':>12}{'here':>7}"
                 f"{'top-k paper':>13}{'here':>7}\n", style="bold")
     names = ("first", "middle", "last")
-    shown = shown_layers(len(analysis.layers))
-    for pos, ordinal in enumerate(shown):
-        where = pos if len(shown) == 3 else (0, 2)[min(pos, 1)]
+    for ordinal, where in paper_positions(len(analysis.layers)).items():
         layer = analysis.layers[ordinal]
         ranges = {}
         for key in ("top1", "topk"):
-            column = [row[key][where] for row in table.values()]
+            column = [row[key][where] for row in PAPER_TABLE5.values()]
             ranges[key] = f"{min(column):.0f}–{max(column):.0f}%"
-        text.append(f"{names[where]:<8}{'L' + str(paper_layers[where]):<6}"
+        text.append(f"{names[where]:<8}{'L' + str(PAPER_LAYERS[where]):<6}"
                     f"{'L' + str(layer.layer):<6}{ranges['top1']:>12}"
                     f"{percent(layer.top1_repeat_rate):>7}{ranges['topk']:>13}"
                     f"{percent(layer.topk_repeat_rate):>7}\n")
@@ -249,6 +230,6 @@ def agreement_text(agree: Agreement, path: str) -> Text:
     return text
 
 
-__all__ = ["LoadView", "agreement_text", "binned", "export_format", "fmt_bytes", "fmt_tps",
+__all__ = ["LoadView", "agreement_text", "binned", "export_format", "fmt_tps",
            "hit_chart", "hit_rate", "load_text", "paper_text", "parse_gbps", "percent",
-           "same_experts", "share_bar", "shown_layers"]
+           "same_experts", "share_bar"]

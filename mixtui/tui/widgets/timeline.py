@@ -34,7 +34,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from mixtui.tui.widgets.heatmap import EXPERT_COLOURS, expert_colour, expert_ink
-from mixtui.tui.widgets.token_strip import PROMPT_SHADE, TokenCursor, display_text
+from mixtui.tui.widgets.token_strip import PROMPT_SHADE, TokenCursor, darker, display_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,16 +61,11 @@ def glyph(expert: int) -> str:
     return GLYPHS[g] if 0 <= g < len(GLYPHS) else MORE
 
 
-def _darker(colour: str, amount: float) -> str:
-    return "#" + "".join(f"{round(int(colour[i:i + 2], 16) * (1 - amount)):02x}"
-                         for i in (1, 3, 5))
-
-
 def _cell_style(expert: int, prompt: bool) -> Style:
     """The look of one cell: the hue of expert % HUES; prompt tokens darker (as the strip)."""
     colour = expert_colour(expert)
     if prompt:
-        return Style(color="#d0d0d0", bgcolor=_darker(colour, PROMPT_SHADE))
+        return Style(color="#d0d0d0", bgcolor=darker(colour, PROMPT_SHADE))
     return Style(color=expert_ink(expert), bgcolor=colour)
 
 
@@ -241,14 +236,6 @@ class RoutingTimeline(TokenCursor, Widget, can_focus=True):
         return token, layer
 
     # -- reactives --------------------------------------------------------------------------
-    def validate_cursor(self, value: int | None) -> int | None:
-        if value is None or not self._texts:
-            return None
-        return min(max(value, 0), len(self._texts) - 1)
-
-    def validate_layer_index(self, value: int) -> int:
-        return min(max(value, 0), max(len(self._layers) - 1, 0))
-
     def watch_cursor(self) -> None:
         self._free = False
         self._changed()

@@ -63,15 +63,16 @@ def display_text(text: str) -> str:
     return text.translate(_VISIBLE) if text else EMPTY_TOKEN
 
 
-def _darker(colour: str, amount: float) -> str:
+def darker(colour: str, amount: float) -> str:
     return "#" + "".join(f"{round(int(colour[i:i + 2], 16) * (1 - amount)):02x}"
                          for i in (1, 3, 5))
 
 
 class TokenCursor:
     """The cursor keys over a run of tokens (← → Home End), for the token strip and the
-    routing timeline, which share one cursor: the widget keeps the tokens' texts in
-    `_texts` and the selected token's index in its `cursor` reactive (None: the newest)."""
+    routing timeline, which share one cursor and layer: the widget keeps the tokens' texts
+    in `_texts`, its MoE layers in `_layers`, and the `cursor` (None: the newest) and
+    `layer_index` reactives, which these validate."""
 
     CURSOR_BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left", "cursor_left", "Previous token", show=False),
@@ -81,7 +82,16 @@ class TokenCursor:
     ]  # to spread in each widget's BINDINGS: Textual reads bindings of widget classes only
 
     _texts: list[str]
+    _layers: tuple[int, ...]
     cursor: int | None
+
+    def validate_cursor(self, value: int | None) -> int | None:
+        if value is None or not self._texts:
+            return None
+        return min(max(value, 0), len(self._texts) - 1)
+
+    def validate_layer_index(self, value: int) -> int:
+        return min(max(value, 0), max(len(self._layers) - 1, 0))
 
     def action_cursor_left(self) -> None:
         if self._texts:
@@ -265,14 +275,6 @@ class TokenStrip(TokenCursor, Widget, can_focus=True):
         self.layer_index -= 1
 
     # -- reactives --------------------------------------------------------------------------
-    def validate_layer_index(self, value: int) -> int:
-        return min(max(value, 0), max(len(self._layers) - 1, 0))
-
-    def validate_cursor(self, value: int | None) -> int | None:
-        if value is None or not self._texts:
-            return None
-        return min(max(value, 0), len(self._texts) - 1)
-
     def watch_cursor(self, value: int | None) -> None:
         self._changed()
         if value is not None:
@@ -363,7 +365,7 @@ class TokenStrip(TokenCursor, Widget, can_focus=True):
             if expert == -1:
                 style = Style(italic=True, dim=True) if prompt else Style()
             elif prompt:
-                background = _darker(colour, PROMPT_SHADE)
+                background = darker(colour, PROMPT_SHADE)
                 style = Style(color="#ffffff", bgcolor=background, italic=True)
             else:
                 ink = "#000000" if expert == OTHERS else expert_ink(expert)
