@@ -14,9 +14,9 @@ from mixtui.app.analysis.stats import (
     Routing,
     agreement,
     analyze,
+    by_weight,
     default_capacities,
     offload,
-    top1_experts,
     topk_baseline,
 )
 from mixtui.core.routing import RoutingBatch
@@ -49,7 +49,7 @@ HAND = routing(
 
 def test_top1_is_the_largest_weight_not_the_first_in_the_row() -> None:
     # token 1 lists expert 1 first but gives expert 0 the larger weight; a tie keeps row order
-    assert top1_experts(HAND.experts, HAND.weights)[:, 0].tolist() == [0, 0, 2, 3]
+    assert by_weight(HAND.experts, HAND.weights)[:, 0, 0].tolist() == [0, 0, 2, 3]
 
 
 def test_load_of_the_hand_worked_trace() -> None:

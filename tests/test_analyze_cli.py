@@ -236,14 +236,16 @@ def test_refuses_an_unknown_version(traces: dict[str, Path], tmp_path: Path,
 def test_refuses_a_record_of_the_wrong_shape(traces: dict[str, Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     header, toks = records(traces["k2"])
-    toks[4] = dict(toks[4], experts=toks[4]["experts"][:3])
+    cut = dict(toks[4], experts=toks[4]["experts"][:3])
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join(json.dumps(r) for r in [header, *toks]) + "\n")
+    bad.write_text("\n".join(json.dumps(r) for r in [header, *toks[:4], cut, *toks[5:]]) + "\n")
     line = refused(capsys, bad)
     assert "line 6" in line and "4 MoE layers" in line
-    toks[4] = dict(toks[4], i=9)
-    bad.write_text("\n".join(json.dumps(r) for r in [header, *toks]) + "\n")
-    assert "line 6" in refused(capsys, bad)
+    # a whole record with a gap in the indices: the index check, not the shape check
+    gap = dict(toks[4], i=9)
+    bad.write_text("\n".join(json.dumps(r) for r in [header, *toks[:4], gap, *toks[5:]]) + "\n")
+    line = refused(capsys, bad)
+    assert "line 6" in line and "has index 9" in line
 
 
 def test_refuses_a_trace_without_routing(tmp_path: Path,

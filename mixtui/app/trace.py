@@ -102,7 +102,8 @@ class TraceError(UsageError, ValueError):
 _WRITE_AGAIN = "write it again with `mixtui generate --trace`"
 
 
-def _bad(path: Path, line: int, what: str, remedy: str = _WRITE_AGAIN) -> TraceError:
+def bad_line(path: Path, line: int, what: str, remedy: str = _WRITE_AGAIN) -> TraceError:
+    """The one sentence for a bad line of a trace: where, what, and what to do."""
     return TraceError(f"{path}, line {line}: {what}; {remedy}.", facts={"path": str(path),
                                                                        "line": line})
 
@@ -130,39 +131,39 @@ def read_trace_lines(path: Path) -> tuple[dict[str, Any], list[tuple[int, dict[s
             record = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             if header is None:
-                raise _bad(path, n, "this is not a mixtui trace (the line is not JSON)",
+                raise bad_line(path, n, "this is not a mixtui trace (the line is not JSON)",
                            "give a file written by `mixtui generate --trace`") from None
-            raise _bad(path, n, "the line is not JSON (the trace is cut short or damaged)"
+            raise bad_line(path, n, "the line is not JSON (the trace is cut short or damaged)"
                        ) from None
         kind = record.get("type") if isinstance(record, dict) else None
         if header is None:
             if kind != "header" or record.get("format") != FORMAT:
-                raise _bad(path, n, "this is not a mixtui trace (its first line is not a "
+                raise bad_line(path, n, "this is not a mixtui trace (its first line is not a "
                            "mixtui-trace header)", "give a file written by `mixtui generate "
                            "--trace`")
             if record.get("version") not in READABLE:
-                raise _bad(path, n, f"the trace is version {record.get('version')} and this "
+                raise bad_line(path, n, f"the trace is version {record.get('version')} and this "
                            f"mixtui reads versions {', '.join(map(str, READABLE))}",
                            "read it with the mixtui that wrote it, or update mixtui")
             header = upgrade_header(record)
         elif kind == "token":
             assert isinstance(record, dict)
             if record.get("i") != len(tokens):
-                raise _bad(path, n, f"token record {len(tokens)} has index "
+                raise bad_line(path, n, f"token record {len(tokens)} has index "
                            f"{record.get('i')!r}")
             if record.get("phase") not in ("prompt", "generate") or not isinstance(
                     record.get("id"), int):
-                raise _bad(path, n, "the token record has no phase (prompt or generate) or "
+                raise bad_line(path, n, "the token record has no phase (prompt or generate) or "
                            "no token id")
             tokens.append((n, record))
         elif kind == "summary":
             assert isinstance(record, dict)
             summaries.append(record)
         elif kind == "header":
-            raise _bad(path, n, "a second header (two traces joined into one file?)",
+            raise bad_line(path, n, "a second header (two traces joined into one file?)",
                        "keep one trace per file")
         else:
-            raise _bad(path, n, "the line is not a header, token or summary record")
+            raise bad_line(path, n, "the line is not a header, token or summary record")
     if header is None:
         raise TraceError(f"{path} is empty, not a mixtui trace; give a file written by "
                          "`mixtui generate --trace`.", facts={"path": str(path)})

@@ -4,16 +4,15 @@ implies (docs/analysis.md). A thin view on `app/analysis/`; no MLX on this path.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from mixtui.app.analysis.report import Format, build_report, render
 from mixtui.app.analysis.sizes import ExpertSize, default_memory_gbps, expert_size
-from mixtui.app.analysis.stats import Agreement, Analysis, agreement, analyze
+from mixtui.app.analysis.stats import Agreement, agreement, analyze
 from mixtui.app.analysis.tracefile import TraceRouting, read_routing
+from mixtui.cli.output import check_out, write_report
 from mixtui.core.errors import ModelNotFound, UsageError
-from mixtui.core.files import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -102,9 +101,7 @@ def _compare(trace: TraceRouting, other_path: Path) -> Agreement:
 
 
 def run(args: AnalyzeArgs) -> int:
-    if args.out is not None and not args.out.expanduser().parent.is_dir():
-        raise UsageError(f"Cannot write the report to {args.out} (no such folder); choose "
-                         "another file.", code="bad-option", facts={"option": "--out"})
+    check_out(args.out)
     for option, value in (("--cache-bandwidth", args.cache_gbps),
                           ("--memory-bandwidth", args.memory_gbps)):
         if value is not None and not value > 0:
@@ -118,23 +115,10 @@ def run(args: AnalyzeArgs) -> int:
     memory, memory_source = args.memory_gbps, "given"
     if memory is None and sizes is not None:
         memory, memory_source = default_memory_gbps()
-    result: Analysis = analyze(r)
+    result = analyze(r)
     report = build_report(result, trace.model or str(args.trace), str(args.trace),
                           scoring=r.scoring, sizes=sizes, memory_gbps=memory,
                           memory_source=memory_source, cache_gbps=args.cache_gbps,
                           agreement=agreement_, compare_source=str(args.compare or ""),
                           shown=shown, notes=(why_not,) if why_not else ())
-    text = render(report, args.fmt)
-    if args.out is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return 0
-    try:
-        atomic_write_text(args.out.expanduser(), text)
-    except OSError as exc:
-        sys.stdout.write(text)  # nothing computed is lost
-        print(f"mixtui: cannot write {args.out} ({exc.strerror}); the report is above.",
-              file=sys.stderr)
-        return 1
-    print(f"mixtui: the report is in {args.out}.", file=sys.stderr)
-    return 0
+    return 0 if write_report(render(report, args.fmt), args.out) else 1

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from mixtui.app.bench.figures import (
-    BenchReport,
     BenchRequest,
     BenchRow,
     Progress,
@@ -15,8 +14,8 @@ from mixtui.app.bench.figures import (
 )
 from mixtui.app.bench.report import Format, render
 from mixtui.app.bench.runner import BenchRunner, read_text_file
+from mixtui.cli.output import check_out, write_report
 from mixtui.core.errors import UsageError
-from mixtui.core.files import atomic_write_text
 
 
 def parse_ks(text: str | None) -> tuple[int, ...]:
@@ -86,31 +85,13 @@ class _Terminal:
 
 
 def run(request: BenchRequest, fmt: Format, out: Path | None) -> int:
-    if out is not None and not out.expanduser().parent.is_dir():
-        raise UsageError(f"Cannot write the report to {out} (no such folder); choose another "
-                         "file.", code="bad-option", facts={"option": "--out"})
+    check_out(out)
     terminal = _Terminal()
     runner = BenchRunner(request, progress=terminal.progress, on_row=terminal.row)
     report = runner.run()
     terminal.done()
-    _write(report, fmt, out)
+    write_report(render(report, fmt), out)
     if report.cancelled:
         print("mixtui: interrupted; the rows above are the ones finished.", file=sys.stderr)
         return 130
     return 0 if all(r.ok for r in report.rows) else 1
-
-
-def _write(report: BenchReport, fmt: Format, out: Path | None) -> None:
-    text = render(report, fmt)
-    if out is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        atomic_write_text(out.expanduser(), text)
-    except OSError as exc:
-        sys.stdout.write(text)  # nothing measured is lost
-        print(f"mixtui: cannot write {out} ({exc.strerror}); the report is above.",
-              file=sys.stderr)
-        return
-    print(f"mixtui: the report is in {out}.", file=sys.stderr)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+NO_EXPERT = -1  # expert id of padding and of tokens without routing
+
 
 @dataclass(frozen=True)
 class RoutingBatch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mixtui.app.bench.machine import describe_machine, probe_bandwidth
+from mixtui.app.bench.machine import probe_bandwidth, published_bandwidth
 from mixtui.core.errors import UsageError
 from mixtui.registry.spec import ModelSpec
 
@@ -35,10 +35,11 @@ def expert_size(spec: ModelSpec, k: int | None = None) -> ExpertSize:
     one = inv.layer_active_bytes(spec.quantization, g.dtype_bytes, family.quant_overrides, 1)
     moe = g.moe_layers
     per_layer = [(every.get(i, 0) - one.get(i, 0)) / (g.experts - 1) for i in moe]
-    resident = inv.layer_active_bytes(spec.quantization, g.dtype_bytes, family.quant_overrides,
-                                      k or g.experts_per_token)
-    return ExpertSize(spec.key, spec.name, sum(per_layer) / len(per_layer),
-                      sum(resident.values()), len(moe), g.experts, k or g.experts_per_token)
+    k = k or g.experts_per_token
+    resident = inv.active_weight_bytes(spec.quantization, g.dtype_bytes, family.quant_overrides,
+                                       k)
+    return ExpertSize(spec.key, spec.name, sum(per_layer) / len(per_layer), resident, len(moe),
+                      g.experts, k)
 
 
 def default_memory_gbps() -> tuple[float | None, str]:
@@ -47,7 +48,8 @@ def default_memory_gbps() -> tuple[float | None, str]:
     probe = probe_bandwidth()  # the kept figure only: measuring needs an engine
     if probe and probe.get("gbps"):
         return float(probe["gbps"]), "this machine's measured bandwidth (mixtui bench's probe)"
-    machine = describe_machine(None)
-    if machine.published_gbps:
-        return float(machine.published_gbps), f"Apple's published figure for the {machine.chip}"
+    published = published_bandwidth()
+    if published:
+        chip, gbps = published
+        return float(gbps), f"Apple's published figure for the {chip}"
     return None, "no memory bandwidth known (give --memory-bandwidth, or run `mixtui bench`)"

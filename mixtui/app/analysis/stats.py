@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixtui.core.routing import RoutingBatch
+from mixtui.core.routing import NO_EXPERT, RoutingBatch
 
-NO_EXPERT = -1  # padding id, the same as RoutingStore's: tokens without routing are all -1
-PHASES = ("all", "prompt", "generate")
 POLICIES = ("lru", "lfu", "optimal")
 # Above this many capacities per policy the replay runs on a bounded set (docs/analysis.md).
 MAX_CAPACITIES = 16
@@ -195,12 +193,6 @@ def by_weight(experts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     key = np.where(valid, weights.astype(np.float64), -np.inf)
     order = np.argsort(-key, axis=-1, kind="stable")
     return np.take_along_axis(experts, order, axis=-1)
-
-
-def top1_experts(experts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(T, L) the top-1 expert of each token at each layer (largest weight; NO_EXPERT for
-    tokens without routing)."""
-    return by_weight(experts, weights)[..., 0]
 
 
 def routed_mask(experts: np.ndarray) -> np.ndarray:
@@ -383,7 +375,7 @@ def _replay(ranked: np.ndarray, num_experts: int,
     after = {starts[-1]: np.full((layers, e), t, dtype=np.int64)}
     for s0, s1 in zip(starts[::-1], starts[::-1][1:], strict=False):
         need = _chunk_need(ranked[s0:s0 + size_chunk], e)
-        after[s1] = _first_use_from(need, s0, after[s0], t)[0]
+        after[s1] = np.where(need.any(axis=0), s0 + need.argmax(axis=0), after[s0])
     last = np.full((layers, e), -1, dtype=np.int64)
     uses = np.zeros((layers, e), dtype=np.int64)
     rank_key = (k - np.arange(k))[None, None, :]  # the top-1 counts as the latest of its token

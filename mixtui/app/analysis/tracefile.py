@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mixtui.app.analysis.stats import NO_EXPERT, Routing
-from mixtui.app.trace import TraceError, read_trace_lines
+from mixtui.app.trace import bad_line, read_trace_lines
 from mixtui.core.errors import UsageError
 
 
@@ -24,8 +24,6 @@ class TraceRouting:
     path: Path
     header: dict[str, Any]
     routing: Routing
-    summary: dict[str, Any] | None  # the last one
-    texts: tuple[str, ...]  # each token's piece of text
 
     @property
     def model(self) -> str:
@@ -48,7 +46,7 @@ def _array(value: Any, kind: str) -> np.ndarray | None:
 def read_routing(path: Path) -> TraceRouting:
     """The routing of every token of a trace. Raises TraceError (a line that is not JSON, a
     record of the wrong shape, an unknown version: one sentence naming the line) or NoRouting."""
-    header, records, summaries = read_trace_lines(path)
+    header, records, _ = read_trace_lines(path)
     layers = tuple(int(i) for i in header.get("moe_layers") or ())
     e = int(header.get("num_experts") or 0)
     fix = "write it again with `mixtui generate --trace` and a mixture-of-experts model " \
@@ -66,18 +64,15 @@ def read_routing(path: Path) -> TraceRouting:
             continue
         ea, wa, pa = _array(ex, "i"), _array(w, "f"), _array(p, "f")
         if ea is None or wa is None or pa is None:
-            raise TraceError(f"{path}, line {line}: the token's experts, weights and probs are "
-                             f"not lists of numbers per MoE layer; write it again with "
-                             f"`mixtui generate --trace`.", facts={"path": str(path),
-                                                                   "line": line})
+            raise bad_line(path, line, "the token's experts, weights and probs are not lists "
+                           "of numbers per MoE layer")
         if (ea.shape[0] != n_layers or wa.shape != ea.shape or pa.shape != (n_layers, e)
                 or ea.shape[1] > e or ea.min() < 0 or ea.max() >= e):
-            raise TraceError(
-                f"{path}, line {line}: the token's routing has experts {list(ea.shape)}, "
-                f"weights {list(wa.shape)} and probs {list(pa.shape)} where the header's "
-                f"{n_layers} MoE layers of {e} experts need [{n_layers}, k] ids below {e} and "
-                f"[{n_layers}, {e}] probs; write it again with `mixtui generate --trace`.",
-                facts={"path": str(path), "line": line})
+            raise bad_line(
+                path, line, f"the token's routing has experts {list(ea.shape)}, weights "
+                f"{list(wa.shape)} and probs {list(pa.shape)} where the header's {n_layers} MoE "
+                f"layers of {e} experts need [{n_layers}, k] ids below {e} and "
+                f"[{n_layers}, {e}] probs")
         rows.append((ea, wa, pa))
     if not any(r is not None for r in rows):
         raise NoRouting(f"{path} has no routing to analyse (none of its {len(rows)} tokens "
@@ -95,5 +90,4 @@ def read_routing(path: Path) -> TraceRouting:
     ids = np.array([rec["id"] for _, rec in records], dtype=np.int64)
     routing = Routing(experts, weights, probs, generated, layers, e, k,
                       str(header.get("scoring") or "softmax"), ids)
-    return TraceRouting(path, header, routing, summaries[-1] if summaries else None,
-                        tuple(str(rec.get("text", "")) for _, rec in records))
+    return TraceRouting(path, header, routing)

@@ -87,6 +87,13 @@ def apple_chip(cpu: str) -> str | None:
     return match.group(1) if match else None
 
 
+def published_bandwidth() -> tuple[str, float] | None:
+    """(chip, GB/s): Apple's published memory bandwidth for this machine's chip, if known."""
+    chip = apple_chip(_cpu_name())
+    gbps = APPLE_BANDWIDTH_GBPS.get(chip) if chip else None
+    return (chip, gbps) if chip and gbps else None
+
+
 def _version(package: str) -> str:
     from importlib import metadata  # deferred: it reads every installed package's metadata
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mixtui.core.routing import RoutingBatch
+from mixtui.core.routing import NO_EXPERT, RoutingBatch
 
 if TYPE_CHECKING:
     import numpy as np
 else:  # numpy loads when routing first needs it (core/lazy.py)
     from mixtui.core.lazy import np
 
-NO_EXPERT = -1  # expert id of padding and of tokens without routing
 
 
 class RoutingStore:
