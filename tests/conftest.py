@@ -134,6 +134,20 @@ def register_in_slot_2(config_dir: Path, model_dir: Path, config: dict,
         f'kind = "chat"\n[models.mistral-7b-instruct.geometry]\n{geometry}\n')
 
 
+def keep_probe(gbps: float) -> Path:
+    """This machine's memory bandwidth as `mixtui bench` keeps it once measured, in the
+    test's MIXTUI_CONFIG_DIR (measuring takes an engine and seconds)."""
+    import json
+
+    from mixtui.app.bench.machine import bench_dir, machine_key
+
+    path = bench_dir() / "probe.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({machine_key(): {"gbps": gbps, "device": "cpu", "mib": 512,
+                                                "measured_at": "2026-01-01T00:00:00Z"}}))
+    return path
+
+
 # --- A mock Hugging Face Hub (tests/mockhub.py) for real huggingface_hub downloads ---------
 
 

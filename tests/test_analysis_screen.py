@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import keep_probe
 from rich.text import Text
 from test_tui import ask, ready, text_of, wait_for
 from textual.pilot import Pilot
@@ -217,12 +218,7 @@ async def test_key_a_shows_analyze_s_figures_of_the_answer(nano_answered) -> Non
 @pytest.fixture
 def kept_probe(isolated_config_dir: Path) -> float:
     """A memory bandwidth `mixtui bench` measured and kept (measuring takes an engine)."""
-    from mixtui.app.bench.machine import bench_dir, machine_key
-
-    path = bench_dir() / "probe.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({machine_key(): {"gbps": 40.0, "device": "cpu", "mib": 512,
-                                                "measured_at": "2026-01-01T00:00:00Z"}}))
+    keep_probe(40.0)
     return 40.0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import keep_probe
 
 from mixtui.cli.main import main
 
@@ -319,11 +320,7 @@ def test_expert_sizes_from_the_registry() -> None:
 def test_the_memory_bandwidth_defaults_to_the_bench_probe(
         traces: dict[str, Path], isolated_config_dir: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from mixtui.app.bench.machine import machine_key
-
-    probe = isolated_config_dir / "bench" / "probe.json"
-    probe.parent.mkdir()
-    probe.write_text(json.dumps({machine_key(): {"gbps": 12.5, "device": "cpu"}}))
+    keep_probe(12.5)
     code, out, err = analyze(capsys, traces["k2"], "--cache-bandwidth", 2, "--format", "json")
     assert code == 0, err
     off = json.loads(out)["offload"]

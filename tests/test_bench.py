@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import keep_probe
 
 from mixtui.app.bench import figures as b
-from mixtui.app.bench.machine import Machine, machine_key, measured_speed, speed_note
+from mixtui.app.bench.machine import Machine, measured_speed, speed_note
 from mixtui.app.bench.report import FIELDS, render
 from mixtui.core.errors import UsageError
 from mixtui.engine.messages import RunFigures
@@ -40,10 +41,7 @@ def _machine(gbps: float | None = 100.0) -> Machine:
 @pytest.fixture
 def probed(isolated_config_dir: Path) -> Path:
     """This machine's bandwidth already cached, so that a test run does not probe again."""
-    path = isolated_config_dir / "bench" / "probe.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({machine_key(): {"gbps": 2.0, "device": "cpu", "mib": 512}}))
-    return path
+    return keep_probe(2.0)
 
 
 # -- arithmetic ----------------------------------------------------------------------------------

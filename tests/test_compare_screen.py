@@ -14,12 +14,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import register_in_slot_2
+from conftest import keep_probe, register_in_slot_2
 from test_tui import ask, process_gone, ready, text_of, wait_for
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, SelectionList
 
-from mixtui.app.bench.machine import bench_dir, machine_key
 from mixtui.app.bench.report import COLUMNS, cells
 from mixtui.core.errors import UsageError
 from mixtui.core.types import Sampling
@@ -42,10 +41,7 @@ ABSENT = "mixtral-8x7b-instruct"  # a registry model that is not in the empty ca
 
 @pytest.fixture
 def cached_bandwidth(isolated_config_dir: Path) -> None:
-    path = bench_dir() / "probe.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({machine_key(): {"gbps": 1.0, "device": "cpu", "mib": 512,
-                                                "measured_at": "2026-01-01T00:00:00Z"}}))
+    keep_probe(1.0)
 
 
 # -- the pure parts ------------------------------------------------------------------------------
