@@ -111,10 +111,11 @@ class AnalysisScreen(Screen[None]):
     class Analysed(Message):
         """An analysis of the conversation up to `tokens` tokens, or why there is none."""
 
-        def __init__(self, stamp: tuple[int, int], routing: Routing | None,
+        def __init__(self, stamp: tuple[int, int], info: ModelInfo, routing: Routing | None,
                      analysis: Analysis | None, error: str | None = None) -> None:
             super().__init__()
             self.stamp = stamp
+            self.info = info  # the model the routing is of (another may have loaded since)
             self.routing = routing
             self.analysis = analysis
             self.error = error
@@ -272,10 +273,10 @@ class AnalysisScreen(Screen[None]):
                                          scoring=info.scoring, ids=np.asarray(ids))
             analysis = analyze(routing)
         except Exception as exc:  # a bug: said on the screen, the chat goes on
-            self.post_message(self.Analysed(stamp, None, None, f"The analysis failed: "
+            self.post_message(self.Analysed(stamp, info, None, None, f"The analysis failed: "
                                             f"internal error {exc!r}; please report it."))
         else:
-            self.post_message(self.Analysed(stamp, routing, analysis))
+            self.post_message(self.Analysed(stamp, info, routing, analysis))
 
     @on(Analysed)
     def _analysed(self, message: Analysed) -> None:
@@ -286,8 +287,7 @@ class AnalysisScreen(Screen[None]):
             self.say(message.error or "The analysis failed.", error=True)
             return
         first = self.analysis is None
-        self.analysis, self.routing, self.info = message.analysis, message.routing, \
-            self._model_info()
+        self.analysis, self.routing, self.info = message.analysis, message.routing, message.info
         self.layer_index = min(self.layer_index, len(message.analysis.layers) - 1)
         if first:
             self._fill_cache_layers()
@@ -340,7 +340,7 @@ class AnalysisScreen(Screen[None]):
             return
         text = load_text(load, a.num_experts, width)
         others = [p for p in PHASES if p != self.phase and p != "all"]
-        for phase in others if self.phase != "all" else ("prompt", "generate"):
+        for phase in others:
             other = layer.load.get(phase)
             if other is not None and other.tokens:
                 text.append(f"{PHASE_NAMES[phase]}: top-1 entropy "
